@@ -1,0 +1,54 @@
+"""Where tensors live and how runs repeat: the `gpu=` switch and `seed`."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import torch
+
+_warned_no_cuda = False
+
+
+def get_device(gpu: bool = False) -> torch.device:
+    """The CUDA device if `gpu` and present, else the CPU (warning once a process)."""
+    global _warned_no_cuda
+    if not gpu:
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if not _warned_no_cuda:
+        _warned_no_cuda = True
+        warnings.warn(
+            "gpu=True but PyTorch sees no CUDA device: training on the CPU instead",
+            UserWarning,
+            stacklevel=3,
+        )
+    return torch.device("cpu")
+
+
+def seed(n: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) so that runs repeat exactly on the CPU."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {n!r}")
+    random.seed(n)
+    np.random.seed(n % 2**32)
+    torch.manual_seed(n)
+
+
+def rng_state() -> dict:
+    """The random-number state a checkpoint needs to repeat the run (shuffle order included)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
