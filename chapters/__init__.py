@@ -1,0 +1,1 @@
+"""The book's chapters, one module each, runnable as `python -m chapters.<name>`."""

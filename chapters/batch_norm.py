@@ -1,0 +1,227 @@
+"""Batch Normalization: the layer from scratch, the two batch-normalized LeNets, and their training.
+
+Run the chapter with `python -m chapters.batch_norm` (`--help` for the flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import d2lai
+from d2lai import AbstractClassifier, Descent, Trainer
+
+__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "main"]
+
+
+def _check_batch_stats(X: torch.Tensor) -> None:
+    """Batch statistics need two or more values per feature: one value has no spread."""
+    if X.numel() // max(X.shape[1], 1) < 2:
+        raise ValueError(
+            f"batch normalization in training mode needs more than one value per feature, got "
+            f"input of shape {tuple(X.shape)}: the variance of a single sample is 0 (and its "
+            f"unbiased estimate undefined), so the layer would normalise by nothing. Use a batch "
+            f"of 2 or more samples, or call model.eval() to use the moving statistics."
+        )
+
+
+def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+               moving_mean: torch.Tensor, moving_var: torch.Tensor, eps: float,
+               momentum: float, train_mode: bool = True):
+    """Batch normalization of X; returns (Y, new moving mean, new moving variance).
+
+    Training mode normalises with the batch mean and biased batch variance and moves the
+    moving statistics towards the batch's (the variance unbiased, as torch does); prediction
+    mode normalises with the moving statistics. Both then scale by gamma and shift by beta.
+    """
+    if X.ndim not in (2, 4):
+        raise ValueError(f"batch_norm takes 2-D input (N x features) or 4-D input "
+                         f"(N x C x H x W), got a {X.ndim}-D tensor of shape {tuple(X.shape)}")
+    if not train_mode:
+        X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
+        return gamma * X_hat + beta, moving_mean, moving_var
+    _check_batch_stats(X)
+    # Fully connected: statistics over the batch. Convolutional: per channel over N, H and W.
+    dims = (0,) if X.ndim == 2 else (0, 2, 3)
+    mean = X.mean(dim=dims, keepdim=True)
+    var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
+    X_hat = (X - mean) / torch.sqrt(var + eps)
+    with torch.no_grad():
+        n = X.numel() // X.shape[1]
+        new_mean = (1 - momentum) * moving_mean + momentum * mean
+        new_var = (1 - momentum) * moving_var + momentum * var * (n / (n - 1))
+    return gamma * X_hat + beta, new_mean, new_var
+
+
+class BatchNormLayer(nn.Module):
+    """Batch normalization from scratch: trainable gamma and beta, moving statistics as buffers.
+
+    `norm_fn` is the mathematics (default `batch_norm`); pass another function with the same
+    signature and return value to try a variant without rewriting the layer.
+    """
+
+    def __init__(self, num_features: int, num_dims: int,
+                 norm_fn: Callable = batch_norm, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, int) \
+                or num_features <= 0:
+            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        if num_dims == 2:
+            shape = (1, num_features)
+        elif num_dims == 4:
+            shape = (1, num_features, 1, 1)
+        else:
+            raise ValueError(f"num_dims must be 2 (fully connected) or 4 (convolutional), "
+                             f"got {num_dims!r}")
+        self.num_features, self.num_dims = num_features, num_dims
+        self.norm_fn, self.eps, self.momentum = norm_fn, eps, momentum
+        self.gamma = nn.Parameter(torch.ones(shape))
+        self.beta = nn.Parameter(torch.zeros(shape))
+        self.register_buffer("moving_mean", torch.zeros(shape))
+        self.register_buffer("moving_var", torch.ones(shape))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        if X.ndim != self.num_dims:
+            layout = "N x features" if self.num_dims == 2 else "N x C x H x W"
+            raise ValueError(f"{self!r} expects {self.num_dims}-D input ({layout}), got shape "
+                             f"{tuple(X.shape)}")
+        if X.shape[1] != self.num_features:
+            raise ValueError(f"{self!r} expected {self.num_features} "
+                             f"{'features' if self.num_dims == 2 else 'channels'}, got "
+                             f"{X.shape[1]} (input shape {tuple(X.shape)})")
+        if self.training:
+            _check_batch_stats(X)
+        Y, moving_mean, moving_var = self.norm_fn(
+            X, self.gamma, self.beta, self.moving_mean, self.moving_var,
+            self.eps, self.momentum, train_mode=self.training)
+        if self.training:
+            with torch.no_grad():
+                self.moving_mean.copy_(moving_mean)
+                self.moving_var.copy_(moving_var)
+        return Y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, {self.num_dims}"
+
+
+def _check_classes(num_classes) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    return num_classes
+
+
+class BLeNetScratch(AbstractClassifier):
+    """LeNet with the scratch BatchNormLayer after each conv and dense layer (the text's chain)."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5), BatchNormLayer(6, 4), nn.Sigmoid(),
+            nn.Conv2d(6, 6, kernel_size=2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5), BatchNormLayer(16, 4), nn.Sigmoid(),
+            nn.Conv2d(16, 16, kernel_size=2, stride=2),
+            nn.Flatten(),
+            nn.Linear(16 * 4 * 4, 120), BatchNormLayer(120, 2), nn.Sigmoid(),
+            nn.Linear(120, 84), BatchNormLayer(84, 2), nn.Sigmoid(),
+            nn.Linear(84, _check_classes(num_classes)), nn.Softmax(dim=1),
+        )
+
+
+class BLeNetConcise(AbstractClassifier):
+    """The same idea with torch's built-in BatchNorm2d/BatchNorm1d and max pooling."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 6, kernel_size=5), nn.BatchNorm2d(6), nn.Sigmoid(),
+            nn.MaxPool2d(2, stride=2),
+            nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
+            nn.MaxPool2d(2, stride=2),
+            nn.Flatten(),
+            nn.Linear(16 * 4 * 4, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
+            nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
+            nn.Linear(84, _check_classes(num_classes)), nn.Softmax(dim=1),
+        )
+
+
+MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}
+
+
+def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scale gamma and shift beta of the model's first batch-norm layer, flattened."""
+    for layer in model.modules():
+        if isinstance(layer, BatchNormLayer):
+            return layer.gamma.detach().flatten(), layer.beta.detach().flatten()
+        if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+            return layer.weight.detach(), layer.bias.detach()
+    raise ValueError(f"{type(model).__name__} has no batch-norm layer")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m chapters.batch_norm",
+        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST.")
+    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batchsize", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate of Descent (default 0.1)")
+    p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (default: $D2LAI_DATA, "
+                                       "else ~/.cache/d2lai)")
+    p.add_argument("--out", default="out", help="folder for the boards and histories")
+    p.add_argument("--num-train", type=int, help="train on the first N images (quick runs)")
+    p.add_argument("--num-val", type=int, help="validate on the first N test images")
+    p.add_argument("--seed", type=int, help="seed for repeatable runs")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Train the chosen models as the chapter does; print gamma/beta and a summary table."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.seed is not None:
+            d2lai.seed(args.seed)
+        data = d2lai.FashionMNISTData(batchsize=args.batchsize, root=args.data_root,
+                                      num_train=args.num_train, num_val=args.num_val)
+        opt = Descent(args.lr)
+    except (ValueError, TypeError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
+    results = {}
+    for name in MODELS if args.model == "both" else [args.model]:
+        model = MODELS[name]()
+        try:
+            trainer = Trainer(model, data, opt, max_epochs=args.epochs, gpu=not args.cpu,
+                              board_yscale="identity", board_path=out / f"{name}-board.png")
+        except (ValueError, TypeError) as err:
+            raise SystemExit(f"error: {err}") from None
+        print(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
+              f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
+        tic = time.perf_counter()
+        model, metrics = d2lai.fit(trainer)
+        seconds = time.perf_counter() - tic
+        gamma, beta = first_batch_norm(model)
+        print(f"first batch-norm layer:\n  gamma = {gamma.numpy().round(4)}\n"
+              f"  beta  = {beta.numpy().round(4)}")
+        results[name] = {"model": type(model).__name__, "seconds": seconds,
+                         "metrics": vars(metrics), "history": trainer.history,
+                         "timings": trainer.timings}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}-history.json").write_text(json.dumps(results[name], indent=2))
+    print(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"
+          f"{'seconds':>9}")
+    for r in results.values():
+        m = r["metrics"]
+        print(f"{r['model']:<15}{m['epochs']:>7}{m['train_loss']:>12.4f}{m['val_loss']:>10.4f}"
+              f"{m['val_acc']:>9.4f}{r['seconds']:>9.1f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
