@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["ProgressBoard", "draw", "save_plot", "save_gif"]
 
@@ -35,8 +36,9 @@ class ProgressBoard:
 
     def __init__(self, xlabel: str = "epoch", ylabels: Sequence[str] = (),
                  xscale: str = "identity", yscale: str = "identity",
-                 live: bool | None = None, figsize: tuple[float, float] = (6, 4)):
-        self.xlabel, self.ylabels = xlabel, list(ylabels)
+                 live: bool | None = None, figsize: tuple[float, float] = (6, 4),
+                 title: str | None = None):
+        self.xlabel, self.ylabels, self.title = xlabel, list(ylabels), title
         self.xscale, self.yscale = check_scale("xscale", xscale), check_scale("yscale", yscale)
         self.figsize = figsize
         self.series: dict[str, tuple[list[float], list[float]]] = {}
@@ -68,6 +70,10 @@ class ProgressBoard:
         ax.set_xscale(self.xscale)
         ax.set_yscale(self.yscale)
         ax.set_xlabel(self.xlabel)
+        if all(x == int(x) for xs, _ in self.series.values() for x in xs):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if self.title:
+            ax.set_title(self.title)
         if self.ylabels:
             ax.set_ylabel(", ".join(self.ylabels))
         if self.series:

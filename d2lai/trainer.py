@@ -76,7 +76,8 @@ class Trainer:
         self.model, self.data, self.opt = model, data, opt
         self.max_epochs, self.gpu, self.verbose = max_epochs, gpu, verbose
         self.gradient_clip_val, self.print_every = float(gradient_clip_val), print_every
-        self.board = ProgressBoard("epoch", yscale=board_yscale) if board else None
+        self.board = ProgressBoard("epoch", yscale=board_yscale,
+                                   title=type(model).__name__) if board else None
         self.board_path, self.on_diverge, self.seed = board_path, on_diverge, seed
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         self.resume = resume
