@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -11,8 +12,9 @@ __all__ = ["Descent", "Momentum", "Adam", "setup"]
 
 
 def _check_lr(rule: str, lr) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
-        raise ValueError(f"{rule}: the learning rate lr must be a number >= 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < math.inf:
+        raise ValueError(f"{rule}: the learning rate lr must be a finite number >= 0, "
+                         f"got {lr!r}")
 
 
 @dataclass
