@@ -2,9 +2,11 @@
 
 import matplotlib
 import pytest
+from torch import nn
 
 matplotlib.use("Agg")
 
+import d2lai  # noqa: E402
 from d2lai.data import write_fake_fashion_mnist  # noqa: E402
 
 
@@ -20,3 +22,17 @@ def fashion_root(tmp_path_factory):
 def _no_cuda_warning_memory(monkeypatch):
     """Each test sees the once-a-process 'no CUDA' warning afresh."""
     monkeypatch.setattr("d2lai.device._warned_no_cuda", False)
+
+
+class TinyClassifier(d2lai.AbstractClassifier):
+    """A small MLP with batch norm: fits the fake data in a few epochs, in a second."""
+
+    def __init__(self, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.BatchNorm1d(hidden),
+                                 nn.ReLU(), nn.Linear(hidden, 10), nn.Softmax(dim=1))
+
+
+@pytest.fixture
+def tiny_data(fashion_root):
+    return d2lai.FashionMNISTData(batchsize=64, root=fashion_root)
