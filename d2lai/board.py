@@ -82,13 +82,18 @@ class ProgressBoard:
         return fig
 
     def _show(self) -> None:
-        from IPython.display import display
+        """Show the board in the notebook cell, replacing the previous picture."""
+        import io
 
-        fig = self.figure()
+        from IPython.display import Image, display
+
+        buf = io.BytesIO()
+        self.figure().savefig(buf, format="png", dpi=100)
+        image = Image(data=buf.getvalue(), format="png")
         if self._display is None:
-            self._display = display(fig, display_id=True)
+            self._display = display(image, display_id=True)
         else:
-            self._display.update(fig)
+            self._display.update(image)
 
     def save_plot(self, path: str | os.PathLike) -> str:
         """Write the board as an image (format from the file name, e.g. .png, .pdf, .svg)."""

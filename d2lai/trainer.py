@@ -11,7 +11,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+try:  # notebook progress widgets when Jupyter can draw them, text bars otherwise
+    import ipywidgets  # noqa: F401
+    from tqdm.auto import tqdm
+except ImportError:
+    from tqdm import tqdm
 
 from .board import ProgressBoard, check_scale
 from .data import AbstractData

@@ -77,3 +77,24 @@ def test_board_off(tiny_data, tmp_path, monkeypatch):
                             board=False)
     trainer.fit()
     assert trainer.board is None and list(tmp_path.iterdir()) == []
+
+
+def test_live_board_shows_one_picture_and_updates_it(monkeypatch):
+    display_mod = pytest.importorskip("IPython.display")
+    shown = []
+
+    class Handle:
+        def update(self, obj):
+            shown.append(("update", obj))
+
+    def display(obj, display_id=False):
+        shown.append(("display", obj))
+        return Handle()
+
+    monkeypatch.setattr(display_mod, "display", display)
+    board = d2lai.ProgressBoard(live=True)
+    board.draw(1, 0.5, "loss")
+    board.draw(2, 0.4, "loss")
+    assert [kind for kind, _ in shown] == ["display", "update"]
+    assert all(obj.data[:8] == b"\x89PNG\r\n\x1a\n" for _, obj in shown)
+    assert d2lai.ProgressBoard().live is False  # not in a notebook here
