@@ -33,6 +33,25 @@ class TinyClassifier(d2lai.AbstractClassifier):
                                  nn.ReLU(), nn.Linear(hidden, 10), nn.Softmax(dim=1))
 
 
+class FailAt(TinyClassifier):
+    """Raises `error` (or returns a NaN loss) at the given (epoch, batch), both from 1."""
+
+    def __init__(self, epoch, batch, error=None, batches_per_epoch=10):
+        super().__init__()
+        self.at, self.error, self.per_epoch = (epoch, batch), error, batches_per_epoch
+        self.calls = 0
+
+    def training_step(self, batch):
+        self.calls += 1
+        here = ((self.calls - 1) // self.per_epoch + 1, (self.calls - 1) % self.per_epoch + 1)
+        loss = super().training_step(batch)
+        if here == self.at:
+            if self.error is not None:
+                raise self.error
+            return loss * float("nan")
+        return loss
+
+
 @pytest.fixture
 def tiny_data(fashion_root):
     return d2lai.FashionMNISTData(batchsize=64, root=fashion_root)

@@ -5,30 +5,11 @@ import logging
 
 import pytest
 import torch
-from conftest import TinyClassifier
+from conftest import FailAt, TinyClassifier
 
 import d2lai
 from chapters.batch_norm import BLeNetScratch
 from d2lai.data import AbstractData, write_fake_fashion_mnist, write_idx
-
-
-class FailAt(TinyClassifier):
-    """Raises `error` (or returns a NaN loss) at the given (epoch, batch), both from 1."""
-
-    def __init__(self, epoch, batch, error=None, batches_per_epoch=10):
-        super().__init__()
-        self.at, self.error, self.per_epoch = (epoch, batch), error, batches_per_epoch
-        self.calls = 0
-
-    def training_step(self, batch):
-        self.calls += 1
-        here = ((self.calls - 1) // self.per_epoch + 1, (self.calls - 1) % self.per_epoch + 1)
-        loss = super().training_step(batch)
-        if here == self.at:
-            if self.error is not None:
-                raise self.error
-            return loss * float("nan")
-        return loss
 
 
 def _trainer(data, model, **kwargs):
