@@ -97,7 +97,7 @@ class Trainer:
         model = self.model.to(device)
         self.data.to(device)
         optimizer = model.configure_optimizers(self.opt)
-        epoch = first = self._start(optimizer, device)
+        epoch = first = self._start(optimizer)
         self._checked = set()
         diverged = interrupted = False
         try:
@@ -201,10 +201,11 @@ class Trainer:
             line = ", ".join(f"{_TITLES[k]}: {v:.4f}" for k, v in values.items() if v is not None)
             logger.log(logging.INFO if self.verbose else logging.DEBUG, line)
 
-    def _start(self, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
+    def _start(self, optimizer: torch.optim.Optimizer) -> int:
         """Seed a fresh run, or restore model, optimiser, history and RNG from the checkpoint."""
         if self.resume and self.checkpoint.exists():
-            state = torch.load(self.checkpoint, map_location=device, weights_only=True)
+            # on the CPU: the RNG state must stay there; load_state_dict moves the rest
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             set_rng_state(state["rng"])
