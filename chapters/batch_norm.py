@@ -17,7 +17,8 @@ from torch import nn
 import d2lai
 from d2lai import AbstractClassifier, Descent, Trainer
 
-__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "main"]
+__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "load_data",
+           "main"]
 
 
 def _check_batch_stats(X: torch.Tensor) -> None:
@@ -181,6 +182,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def load_data(args: argparse.Namespace) -> d2lai.FashionMNISTData:
+    """Fashion-MNIST as the flags ask (batchsize, data_root, num_train, num_val).
+
+    A missing, unreadable or corrupt data set exits with the package's message as `error: ...`.
+    """
+    try:
+        return d2lai.FashionMNISTData(batchsize=args.batchsize, root=args.data_root,
+                                      num_train=args.num_train, num_val=args.num_val)
+    except (ValueError, TypeError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Train the chosen models as the chapter does; print gamma/beta and a summary table."""
     args = parse_args(argv)
@@ -188,8 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     try:
         if args.seed is not None:
             d2lai.seed(args.seed)
-        data = d2lai.FashionMNISTData(batchsize=args.batchsize, root=args.data_root,
-                                      num_train=args.num_train, num_val=args.num_val)
+        data = load_data(args)
         opt = Descent(args.lr)
     except (ValueError, TypeError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
