@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -10,11 +9,13 @@ from torch import nn
 
 __all__ = ["Descent", "Momentum", "Adam", "setup"]
 
+LR_MAX = torch.finfo(torch.float32).max  # torch's step takes lr as a float32 factor
+
 
 def _check_lr(rule: str, lr) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < math.inf:
-        raise ValueError(f"{rule}: the learning rate lr must be a finite number >= 0, "
-                         f"got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr <= LR_MAX:
+        raise ValueError(f"{rule}: the learning rate lr must be a number in [0, {LR_MAX:.3g}] "
+                         f"(a float32 step size), got {lr!r}")
 
 
 @dataclass

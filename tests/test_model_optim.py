@@ -115,6 +115,7 @@ def test_ready_torch_optimizer_passes_through():
 @pytest.mark.parametrize("make, match", [
     (lambda: d2lai.Descent(-0.1), "lr"), (lambda: d2lai.Momentum(-1), "lr"),
     (lambda: d2lai.Adam(lr=float("nan")), "lr"), (lambda: d2lai.Descent(float("inf")), "lr"),
+    (lambda: d2lai.Descent(1e39), "lr"),
     (lambda: d2lai.Momentum(0.1, rho=1.5), "rho"),
     (lambda: d2lai.Adam(betas=(0.9, 1.0)), "betas"), (lambda: d2lai.Descent("0.1"), "lr"),
 ])
