@@ -17,8 +17,8 @@ from torch import nn
 import d2lai
 from d2lai import AbstractClassifier, Descent, Trainer
 
-__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "load_data",
-           "main"]
+__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "common_flags",
+           "load_data", "main"]
 
 
 def _check_batch_stats(X: torch.Tensor) -> None:
@@ -164,21 +164,52 @@ def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(f"{type(model).__name__} has no batch-norm layer")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m chapters.batch_norm",
-        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST.")
-    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batchsize", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate of Descent (default 0.1)")
+def positive_int(text: str) -> int:
+    """An argparse type: an integer > 0."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """An argparse type: a learning rate `Descent` accepts."""
+    try:
+        return Descent(float(text)).lr
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def seed_value(text: str) -> int:
+    """An argparse type: a seed `d2lai.seed` accepts."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def common_flags(out: str) -> argparse.ArgumentParser:
+    """The flags every script of the chapter takes: length of the run, data, device, output."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batchsize", type=positive_int, default=128)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (default: $D2LAI_DATA, "
                                        "else ~/.cache/d2lai)")
-    p.add_argument("--out", default="out", help="folder for the boards and histories")
-    p.add_argument("--num-train", type=int, help="train on the first N images (quick runs)")
-    p.add_argument("--num-val", type=int, help="validate on the first N test images")
-    p.add_argument("--seed", type=int, help="seed for repeatable runs")
+    p.add_argument("--out", default=out, help=f"folder for plots and tables (default {out})")
+    p.add_argument("--num-train", type=positive_int, help="train on the first N images")
+    p.add_argument("--num-val", type=positive_int, help="validate on the first N test images")
+    p.add_argument("--seed", type=seed_value, help="seed for repeatable runs")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m chapters.batch_norm", parents=[common_flags("out")],
+        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST.")
+    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both")
+    p.add_argument("--lr", type=learning_rate, default=0.1,
+                   help="learning rate of Descent (default 0.1)")
     return p.parse_args(argv)
 
 
@@ -198,21 +229,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Train the chosen models as the chapter does; print gamma/beta and a summary table."""
     args = parse_args(argv)
     out = Path(args.out)
-    try:
-        if args.seed is not None:
-            d2lai.seed(args.seed)
-        data = load_data(args)
-        opt = Descent(args.lr)
-    except (ValueError, TypeError, OSError) as err:
-        raise SystemExit(f"error: {err}") from None
+    if args.seed is not None:
+        d2lai.seed(args.seed)
+    data = load_data(args)
     results = {}
     for name in MODELS if args.model == "both" else [args.model]:
         model = MODELS[name]()
-        try:
-            trainer = Trainer(model, data, opt, max_epochs=args.epochs, gpu=not args.cpu,
-                              board_yscale="identity", board_path=out / f"{name}-board.png")
-        except (ValueError, TypeError) as err:
-            raise SystemExit(f"error: {err}") from None
+        trainer = Trainer(model, data, Descent(args.lr), max_epochs=args.epochs,
+                          gpu=not args.cpu, board_yscale="identity",
+                          board_path=out / f"{name}-board.png")
         print(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
               f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
         tic = time.perf_counter()

@@ -21,7 +21,15 @@ from matplotlib.ticker import MaxNLocator
 from torch import nn
 
 import d2lai
-from chapters.batch_norm import BatchNormLayer, BLeNetConcise, BLeNetScratch, batch_norm, load_data
+from chapters.batch_norm import (
+    BatchNormLayer,
+    BLeNetConcise,
+    BLeNetScratch,
+    batch_norm,
+    common_flags,
+    learning_rate,
+    load_data,
+)
 from d2lai import AbstractClassifier, Descent, Trainer
 
 __all__ = ["LeNet", "batch_norm_mean_only", "batch_norm_std_only", "no_bias_before_bn",
@@ -336,31 +344,9 @@ EXERCISES = {
 
 # --- command line ---------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        return Descent(float(text)).lr
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--epochs", type=_positive_int, default=10)
-    common.add_argument("--batchsize", type=_positive_int, default=128)
-    common.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
-    common.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (default: "
-                                            "$D2LAI_DATA, else ~/.cache/d2lai)")
-    common.add_argument("--out", default="out/exercises", help="folder for tables and plots")
-    common.add_argument("--num-train", type=_positive_int, help="train on the first N images")
-    common.add_argument("--num-val", type=_positive_int, help="validate on the first N images")
-    common.add_argument("--seed", type=int, default=0, help="seed every run starts from")
+    common = common_flags("out/exercises")
+    common.set_defaults(seed=0)
     p = argparse.ArgumentParser(
         prog="python -m chapters.batch_norm_exercises",
         description="The Batch Normalization chapter's exercises, trained on Fashion-MNIST.")
@@ -368,15 +354,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, (_, help_) in EXERCISES.items():
         q = sub.add_parser(name, parents=[common], help=help_, description=help_)
         if name == "lr-sweep":
-            q.add_argument("--lrs", type=_rate, nargs="+", default=[0.05, 0.1, 0.5, 0.75, 1.0],
+            q.add_argument("--lrs", type=learning_rate, nargs="+",
+                           default=[0.05, 0.1, 0.5, 0.75, 1.0],
                            help="learning rates of Descent (default 0.05 0.1 0.5 0.75 1.0)")
         else:
-            q.add_argument("--lr", type=_rate, default=0.1, help="learning rate of Descent")
+            q.add_argument("--lr", type=learning_rate, default=0.1, help="learning rate of Descent")
         if name == "dropout":
             q.add_argument("--dropout", type=float, default=0.5, help="dropout probability")
     args = p.parse_args(argv)
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
     if args.exercise == "dropout" and not 0 <= args.dropout < 1:
         p.error(f"--dropout must lie in [0, 1), got {args.dropout}")
     return args

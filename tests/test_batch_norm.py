@@ -241,9 +241,11 @@ def test_cli_missing_data_is_a_clear_error(tmp_path):
 
 
 def test_cli_bad_flags_are_clear_errors(fashion_root):
-    r = _run(["--data-root", str(fashion_root), "--epochs", "0", "--model", "scratch"])
-    assert r.returncode != 0 and "max_epochs must be a positive integer" in r.stderr
-    assert "Traceback" not in r.stderr
+    for flags, message in ((["--epochs", "0"], "--epochs: must be a positive integer, got 0"),
+                           (["--lr", "-1"], "--lr: Descent: the learning rate lr must be"),
+                           (["--seed", "-3"], "--seed: must be >= 0")):
+        r = _run(["--data-root", str(fashion_root), *flags])
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     r = _run(["--model", "resnet"])
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = _run(["--help"])
