@@ -1,0 +1,1 @@
+"""Benchmarks (not tests), runnable from the repository root as `python -m bench.<name>`."""

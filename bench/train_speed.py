@@ -1,0 +1,365 @@
+"""Training speed: `d2lai.fit` against the least any loop can cost, and a DataLoader pipeline.
+
+Run from the repository root: `python -m bench.train_speed` (`--help` lists the flags).
+
+For each model (BLeNetScratch, BLeNetConcise), batch 128, Descent(0.1), on the same data:
+
+- bare: the `.train` tensors of the FashionMNISTData object, a fresh randperm each epoch, batches
+  cut by index, forward, the model's own loss, backward, step. Nothing else: the limit.
+- d2lai: `d2lai.fit(Trainer(...))` with validation, log lines, progress bar and board
+  (verbose=True), and again with verbose=False; training and validation times per epoch come
+  from `trainer.timings`.
+- dataloader: torchvision's FashionMNIST with ToTensor through DataLoader(shuffle=True,
+  batch_size=128), one per `--workers` setting, feeding the bare loop.
+
+Fairness on a noisy machine: configurations run in lockstep, one epoch each in turn. Each fit
+runs warm-up + N epochs in one call; after each of its epochs (its times already taken, when it
+draws the epoch on its board) one epoch of each plain loop beside it runs, in an order rotated
+every epoch. Three fits a model: verbose with a bare loop beside it, quiet with another bare
+loop, verbose again with the dataloaders. So each ratio compares two configurations whose epochs
+alternated. Figures are the median of the N timed epochs (the warm-up dropped), and the fastest
+epoch, the least disturbed. Each configuration gets a fresh model seeded alike; the bare loops
+shuffle exactly as the fits do, and their final weights are compared with the fits'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import d2lai
+from chapters.batch_norm import BLeNetConcise, BLeNetScratch
+from d2lai import Descent, Trainer
+from d2lai.data import FASHION_MNIST_FILES, write_fake_fashion_mnist
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}
+SEED, BATCHSIZE, LR = 0, 128, 0.1
+TARGETS = {"d2lai_verbose/bare": 1.10, "d2lai_quiet/bare": 1.05, "peak_rss_mib": 1.5 * 1024}
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that clocks read after it count it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fresh(name: str) -> tuple[nn.Module, torch.Generator]:
+    """A model seeded as in every configuration, and a generator in the RNG state after it."""
+    d2lai.seed(SEED)
+    model = MODELS[name]()
+    gen = torch.Generator()
+    gen.set_state(torch.get_rng_state())
+    return model, gen
+
+
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterator,
+                device: torch.device) -> float:
+    """One pass of forward, the model's loss, backward and step; its wall time in seconds."""
+    model.train()
+    _sync(device)
+    tic = time.perf_counter()
+    for X, y in batches:
+        X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = model.loss(model(X), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return time.perf_counter() - tic
+
+
+def slices(X: torch.Tensor, y: torch.Tensor, batchsize: int, gen: torch.Generator) -> Iterator:
+    """Shuffled batches of tensors in memory (a last batch of one merged, as d2lai does).
+
+    index_select, as d2lai uses: X[idx] does the same about 5 times slower (~0.15 ms a batch).
+    """
+    n = len(X)
+    order = torch.randperm(n, generator=gen).to(X.device)
+    lo = 0
+    while lo < n:
+        hi = n if n - lo <= batchsize + 1 else lo + batchsize
+        idx = order[lo:hi]
+        yield X.index_select(0, idx), y.index_select(0, idx)
+        lo = hi
+
+
+class PlainLoop:
+    """A configuration trained by the hand-written loop, one epoch a call; keeps the times."""
+
+    def __init__(self, label: str, model: nn.Module, batches: Callable[[], Iterator],
+                 device: torch.device):
+        self.label, self.model, self.batches, self.device = label, model.to(device), batches, device
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.times: list[float] = []
+
+    def epoch(self) -> None:
+        self.times.append(train_epoch(self.model, self.opt, self.batches(), self.device))
+
+
+def bare_loop(name: str, data: d2lai.FashionMNISTData, device: torch.device) -> PlainLoop:
+    """The limit: index slices of the data object's own training tensors."""
+    model, gen = _fresh(name)
+    return PlainLoop("bare", model, lambda: slices(*(t.to(device) for t in data.train),
+                                                   BATCHSIZE, gen), device)
+
+
+def loader_loop(name: str, root: Path, args: argparse.Namespace, workers: int,
+                device: torch.device) -> PlainLoop:
+    """The conventional pipeline: a torchvision data set of images and a shuffling DataLoader."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision.datasets import FashionMNIST
+    from torchvision.transforms import ToTensor
+
+    model, gen = _fresh(name)
+    ds = FashionMNIST(str(root), train=True, transform=ToTensor(), download=False)
+    if args.num_train is not None:
+        ds = Subset(ds, range(min(args.num_train, len(ds))))
+    loader = DataLoader(ds, batch_size=BATCHSIZE, shuffle=True, num_workers=workers,
+                        pin_memory=device.type == "cuda", generator=gen,
+                        drop_last=len(ds) % BATCHSIZE == 1)
+    return PlainLoop(f"dataloader_w{workers}", model, lambda: iter(loader), device)
+
+
+def fit_beside(name: str, data: d2lai.FashionMNISTData, args: argparse.Namespace, verbose: bool,
+               beside: list[PlainLoop], board: Path) -> tuple[Trainer, nn.Module]:
+    """`d2lai.fit` a fresh model; after each epoch, one epoch of each loop in `beside`."""
+    model, _ = _fresh(name)
+    trainer = Trainer(model, data, Descent(LR), max_epochs=1 + args.epochs, gpu=args.gpu,
+                      board_yscale="identity", verbose=verbose, board_path=board)
+    draw = trainer.board.draw
+
+    def draw_then_step_beside(x, y, label: str) -> None:
+        draw(x, y, label)
+        if label == "train_loss":  # once an epoch, after the trainer has timed it
+            state, k = torch.get_rng_state(), int(x) % len(beside)
+            for loop in beside[k:] + beside[:k]:
+                loop.epoch()
+            torch.set_rng_state(state)  # the fit's own shuffles stay as if it ran alone
+
+    trainer.board.draw = draw_then_step_beside
+    model, _ = d2lai.fit(trainer)
+    return trainer, model
+
+
+def max_weight_diff(a: nn.Module, b: nn.Module) -> float:
+    """The largest difference between two models' parameters and buffers."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return max(float((sa[k].cpu().double() - sb[k].cpu().double()).abs().max()) for k in sa)
+
+
+def figures(times: list[float], n: int, val_times: list[float] | None = None,
+            n_val: int = 0) -> dict:
+    """Median seconds per epoch (and the fastest) and samples per second of the timed epochs."""
+    t = statistics.median(times)
+    out = {"samples_per_s": n / t, "train_s_per_epoch": t, "train_s_min": min(times),
+           "train_s_epochs": times}
+    if val_times:
+        v = statistics.median(val_times)
+        out |= {"val_s_per_epoch": v, "val_samples_per_s": n_val / v, "val_s_epochs": val_times}
+    return out
+
+
+def fit_figures(trainer: Trainer, data: d2lai.FashionMNISTData) -> dict:
+    """The figures of a fit's timed epochs, training and validation."""
+    t = trainer.timings
+    return figures(t["train_s"][1:], len(data.train[0]), t["val_s"][1:], len(data.val[0]))
+
+
+def bench_model(name: str, data: d2lai.FashionMNISTData, root: Path,
+                args: argparse.Namespace, device: torch.device, tmp: Path) -> dict:
+    """Three fits of one model, each in lockstep with its plain loops; figures and ratios."""
+    n = len(data.train[0])
+    res, pairs, diffs = {}, {}, {}
+    for tag, verbose in (("verbose", True), ("quiet", False)):
+        bare = bare_loop(name, data, device)
+        print(f"{name}: d2lai verbose={verbose}, beside it bare", file=sys.stderr)
+        trainer, model = fit_beside(name, data, args, verbose, [bare], tmp / f"{name}-{tag}.png")
+        res[f"bare_beside_{tag}"] = figures(bare.times[1:], n)
+        res[f"d2lai_{tag}"] = fit_figures(trainer, data)
+        pairs[f"d2lai_{tag}/bare"] = (f"d2lai_{tag}", f"bare_beside_{tag}")
+        diffs[f"d2lai_{tag}"] = max_weight_diff(model, bare.model)
+    if args.workers:
+        loaders = [loader_loop(name, root, args, w, device) for w in args.workers]
+        print(f"{name}: d2lai verbose=True, beside it dataloader {args.workers}", file=sys.stderr)
+        trainer, _ = fit_beside(name, data, args, True, loaders, tmp / f"{name}-loaders.png")
+        res["d2lai_beside_loaders"] = fit_figures(trainer, data)
+        for loop in loaders:
+            res[loop.label] = figures(loop.times[1:], n)
+            pairs[f"{loop.label}/d2lai"] = (loop.label, "d2lai_beside_loaders")
+    for key, stat in (("ratios", "train_s_per_epoch"), ("ratios_of_min", "train_s_min")):
+        res[key] = {k: res[a][stat] / res[b][stat] for k, (a, b) in pairs.items()}
+    res["max_weight_diff_vs_bare"] = diffs
+    return res
+
+
+def peak_memory(root: Path, args: argparse.Namespace, tmp: Path) -> dict:
+    """Peak resident memory of `python -m chapters.batch_norm --epochs 1 --cpu`, run apart."""
+    cmd = [sys.executable, "-m", "chapters.batch_norm", "--epochs", "1", "--cpu",
+           "--data-root", str(root), "--out", str(tmp / "chapter")]
+    for flag, value in (("--num-train", args.num_train), ("--num-val", args.num_val)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    shown = " ".join(["python", *cmd[1:]])
+    print(f"memory: {shown}", file=sys.stderr)
+    log = tmp / "chapter.log"
+    tic = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this child alone
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"the chapter run failed ({proc.returncode}):\n"
+                         f"{log.read_text()[-3000:]}")
+    kib = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)
+    return {"command": shown, "peak_rss_mib": kib / 1024,
+            "seconds": time.perf_counter() - tic}
+
+
+def find_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    """--data-root, else D2LAI_DATA when it holds the files, else generated data of that size."""
+    if args.data_root:
+        return Path(args.data_root), "--data-root"
+    env = os.environ.get("D2LAI_DATA")
+    if env:
+        raw = Path(env).expanduser() / "FashionMNIST" / "raw"
+        if all((raw / n).is_file() or (raw / f"{n}.gz").is_file() for n, _, _ in
+               FASHION_MNIST_FILES):
+            return Path(env).expanduser(), "D2LAI_DATA"
+    print("no data set given: generating Fashion-MNIST-sized data", file=sys.stderr)
+    write_fake_fashion_mnist(tmp / "data", num_train=args.num_train or 60000,
+                             num_val=args.num_val or 10000)
+    return tmp / "data", "generated"
+
+
+def machine(device: torch.device) -> dict:
+    """What the figures were measured on, and how loaded it was at the start."""
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "load_avg_start": os.getloadavg()}
+
+
+def check_targets(results: dict, memory: dict | None) -> dict:
+    """Whether each target held, over all models."""
+    held = {}
+    for key in ("d2lai_verbose/bare", "d2lai_quiet/bare"):
+        worst = max(r["ratios"][key] for r in results.values())
+        held[f"{key} <= {TARGETS[key]:.2f}"] = {"worst": worst, "held": worst <= TARGETS[key]}
+    dl = [v for r in results.values() for k, v in r["ratios"].items() if k.startswith("data")]
+    if dl:
+        held["dataloader/d2lai > 1"] = {"worst": min(dl), "held": min(dl) > 1}
+    if memory is not None:
+        mib = memory["peak_rss_mib"]
+        held["peak_rss_mib < 1536"] = {"worst": mib, "held": mib < TARGETS["peak_rss_mib"]}
+    return held
+
+
+LABELS = {"bare_beside_verbose": "bare", "d2lai_verbose": "d2lai verbose=True",
+          "bare_beside_quiet": "bare", "d2lai_quiet": "d2lai verbose=False",
+          "d2lai_beside_loaders": "d2lai verbose=True"}
+
+
+def print_table(report: dict) -> None:
+    """The figures of every configuration, the ratios, and the targets."""
+    print("\ntrain s/ep: median seconds per training epoch (fastest: the least disturbed one).\n"
+          "ratio: training time to that of the loop it ran in lockstep with, just above it "
+          "(of medians, of fastest epochs)")
+    print(f"{'model':<9}{'configuration':<23}{'samples/s':>10}{'train s/ep':>11}{'fastest':>8}"
+          f"{'val s/ep':>9}{'ratio':>7}{'fastest':>8}")
+    for name, res in report["results"].items():
+        for key, fig in res.items():
+            if key in ("ratios", "ratios_of_min", "max_weight_diff_vs_bare"):
+                continue
+            val = f"{fig['val_s_per_epoch']:>9.2f}" if "val_s_per_epoch" in fig else f"{'':>9}"
+            pair = next((k for k in res["ratios"] if k.startswith(f"{key}/")), None)
+            ratio = (f"{res['ratios'][pair]:>7.3f}{res['ratios_of_min'][pair]:>8.3f}  "
+                     f"vs {'bare' if pair.startswith('d2lai') else 'd2lai'}"
+                     if pair else "")
+            print(f"{name:<9}{LABELS.get(key, key.replace('_w', ' workers=')):<23}"
+                  f"{fig['samples_per_s']:>10.0f}{fig['train_s_per_epoch']:>11.2f}"
+                  f"{fig['train_s_min']:>8.2f}{val}{ratio}")
+    if report["memory"] is not None:
+        m = report["memory"]
+        print(f"\npeak RSS of `{m['command']}`: {m['peak_rss_mib']:.0f} MiB "
+              f"({m['seconds']:.0f} s)")
+    print("\ntargets:")
+    for key, t in report["targets"].items():
+        print(f"  {key:<34} {t['worst']:>8.3f}  {'held' if t['held'] else 'MISSED'}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__.split(
+        "\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up")
+    p.add_argument("--models", default="scratch,concise", help="comma-separated: scratch,concise")
+    p.add_argument("--workers", default="0,2", help="DataLoader num_workers settings ('' none)")
+    p.add_argument("--gpu", action="store_true", help="train on CUDA (data tensors on the GPU)")
+    p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (else $D2LAI_DATA, "
+                                       "else generated data in a temp dir)")
+    p.add_argument("--num-train", type=int, help="train on the first N images only")
+    p.add_argument("--num-val", type=int, help="validate on the first N test images only")
+    p.add_argument("--skip-memory", action="store_true", help="skip the chapter memory run")
+    p.add_argument("--json", default=str(REPO / "bench" / "train_speed.json"),
+                   help="where to write the figures")
+    args = p.parse_args(argv)
+    args.models = [m for m in args.models.split(",") if m]
+    if not args.models or any(m not in MODELS for m in args.models):
+        p.error(f"--models takes a comma-separated list of {', '.join(MODELS)}")
+    try:
+        args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    except ValueError:
+        p.error("--workers takes comma-separated integers, e.g. 0,2")
+    for flag, value in (("--epochs", args.epochs), ("--num-train", args.num_train),
+                        ("--num-val", args.num_val)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be a positive integer")
+    if any(w < 0 for w in args.workers):
+        p.error("--workers must be >= 0")
+    if args.gpu and not torch.cuda.is_available():
+        p.error("--gpu: PyTorch sees no CUDA device")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run every configuration of every model, print the table, write the JSON."""
+    args = parse_args(argv)
+    device = torch.device("cuda" if args.gpu else "cpu")
+    with tempfile.TemporaryDirectory(prefix="d2lai-bench-") as tmp:
+        tmp = Path(tmp)
+        root, kind = find_data(args, tmp)
+        data = d2lai.FashionMNISTData(batchsize=BATCHSIZE, root=root, num_train=args.num_train,
+                                      num_val=args.num_val)
+        report = {"machine": machine(device),
+                  "settings": {"epochs": args.epochs, "warmup_epochs": 1,
+                               "batchsize": BATCHSIZE, "opt": f"Descent({LR})",
+                               "data": kind, "data_root": str(root),
+                               "num_train": len(data.train[0]), "num_val": len(data.val[0]),
+                               "workers": args.workers, "gpu": args.gpu},
+                  "memory": None if args.skip_memory else peak_memory(root, args, tmp)}
+        report["results"] = {name: bench_model(name, data, root, args, device, tmp)
+                             for name in args.models}
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    report["targets"] = check_targets(report["results"], report["memory"])
+    print_table(report)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nfigures written to {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
