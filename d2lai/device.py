@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -20,12 +22,18 @@ def get_device(gpu: bool = False) -> torch.device:
         return torch.device("cuda")
     if not _warned_no_cuda:
         _warned_no_cuda = True
-        warnings.warn(
-            "gpu=True but PyTorch sees no CUDA device: training on the CPU instead",
-            UserWarning,
-            stacklevel=3,
-        )
+        warnings.warn("gpu=True but PyTorch sees no CUDA device: training on the CPU instead",
+                      UserWarning, stacklevel=_first_caller_outside_d2lai())
     return torch.device("cpu")
+
+
+def _first_caller_outside_d2lai() -> int:
+    """The `stacklevel` that points a warning at the reader's line, not at d2lai's insides."""
+    here = os.path.dirname(__file__)
+    level, frame = 2, sys._getframe(2)  # 2: the caller of the function that warns
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def seed(n: int) -> None:
