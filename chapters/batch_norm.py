@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                          "timings": trainer.timings}
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{name}-history.json").write_text(json.dumps(results[name], indent=2))
+        if metrics.interrupted:  # Ctrl-C: the reader wants to stop, not start the next model
+            break
     print(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"
           f"{'seconds':>9}")
     for r in results.values():

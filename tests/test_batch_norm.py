@@ -250,3 +250,16 @@ def test_cli_bad_flags_are_clear_errors(fashion_root):
     assert r.returncode == 2 and "invalid choice" in r.stderr
     r = _run(["--help"])
     assert r.returncode == 0 and "--num-train" in r.stdout
+
+
+def test_ctrl_c_in_the_first_model_skips_the_second(fashion_root, tmp_path, monkeypatch):
+    import chapters.batch_norm as chapter
+
+    def interrupted(self, batch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chapter.BLeNetScratch, "training_step", interrupted)
+    results = chapter.main(["--data-root", str(fashion_root), "--epochs", "2", "--cpu",
+                            "--out", str(tmp_path), "--num-train", "100", "--num-val", "50"])
+    assert list(results) == ["scratch"]
+    assert results["scratch"]["metrics"]["interrupted"] is True
