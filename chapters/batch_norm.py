@@ -256,9 +256,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     print(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"
           f"{'seconds':>9}")
     for r in results.values():
-        m = r["metrics"]
-        print(f"{r['model']:<15}{m['epochs']:>7}{m['train_loss']:>12.4f}{m['val_loss']:>10.4f}"
-              f"{m['val_acc']:>9.4f}{r['seconds']:>9.1f}")
+        m = {k: "-" if v is None else f"{v:.4f}" for k, v in r["metrics"].items()
+             if k in ("train_loss", "val_loss", "val_acc")}
+        print(f"{r['model']:<15}{r['metrics']['epochs']:>7}{m['train_loss']:>12}"
+              f"{m['val_loss']:>10}{m['val_acc']:>9}{r['seconds']:>9.1f}")
     return results
 
 
