@@ -8,6 +8,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -280,8 +281,6 @@ class FashionMNISTData(AbstractData):
 
 def write_idx(path: str | os.PathLike, array) -> None:
     """Write a uint8 array as an uncompressed IDX file (the format of the MNIST files)."""
-    import numpy as np
-
     array = np.ascontiguousarray(array, dtype=np.uint8)
     magic = 0x0800 + array.ndim
     with open(path, "wb") as f:
@@ -296,8 +295,6 @@ def write_fake_fashion_mnist(root: str | os.PathLike, num_train: int = 600, num_
     Class c is a bright band at rows 2c+4..2c+6 over noise, so a LeNet learns it in an epoch or
     two. For tests and benchmarks on machines without the real files; returns the raw folder.
     """
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     raw = Path(root) / "FashionMNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
