@@ -1,72 +1,226 @@
-"""Flux-named optimiser rules, bound to a model's parameters when fitting starts (`Flux.setup`)."""
+"""Flux-named optimiser rules, bound to a model's parameters when fitting starts (`Flux.setup`).
+
+Each rule has Flux's (Optimisers.jl's) name, argument order and defaults, and maps to the torch
+optimiser that does the same arithmetic; `OptimiserChain(WeightDecay(λ), rule)` adds L2
+regularisation the Flux way.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
 
-__all__ = ["Descent", "Momentum", "Adam", "setup"]
+__all__ = ["Descent", "Momentum", "Nesterov", "RMSProp", "AdaGrad", "AdaDelta", "Adam", "AdaMax",
+           "AdamW", "WeightDecay", "OptimiserChain", "setup"]
 
 LR_MAX = torch.finfo(torch.float32).max  # torch's step takes lr as a float32 factor
+EPS_MIN = torch.finfo(torch.float32).tiny  # a smaller eps is 0 in float32: 0/0 is NaN
+
+# An argument's allowed values, by its name: (low, high, low allowed, high allowed).
+_DOMAINS = {
+    "lr": (0.0, LR_MAX, True, True),
+    "rho": (0.0, 1.0, True, False),
+    "betas": (0.0, 1.0, True, False),
+    "eps": (EPS_MIN, LR_MAX, True, True),
+    "weight_decay": (0.0, LR_MAX, True, True),
+}
 
 
-def _check_lr(rule: str, lr) -> None:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr <= LR_MAX:
-        raise ValueError(f"{rule}: the learning rate lr must be a number in [0, {LR_MAX:.3g}] "
-                         f"(a float32 step size), got {lr!r}")
+def _number(rule: str, name: str, value) -> float:
+    """`value` as a float if it lies in `name`'s domain, else a ValueError saying where it must."""
+    low, high, with_low, with_high = _DOMAINS[name]
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and (low <= value if with_low else low < value)
+          and (value <= high if with_high else value < high))  # NaN fails every comparison
+    if not ok:
+        span = f"{'[' if with_low else '('}{low:.3g}, {high:.3g}{']' if with_high else ')'}"
+        raise ValueError(f"{rule}: {name} must be a number in {span}, got {value!r}")
+    return float(value)
+
+
+class _Rule:
+    """Checks a rule's arguments by their names when it is made, and stores them as plain floats."""
+
+    def __post_init__(self):
+        rule = type(self).__name__
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "betas":
+                if not (isinstance(value, (tuple, list)) and len(value) == 2):
+                    raise ValueError(f"{rule}: betas must be two numbers in [0, 1), got {value!r}")
+                value = tuple(_number(rule, "betas", b) for b in value)
+            elif isinstance(f.default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{rule}: {f.name} must be True or False, got {value!r}")
+            else:
+                value = _number(rule, f.name, value)
+            setattr(self, f.name, value)
 
 
 @dataclass
-class Descent:
-    """Plain gradient descent: x -= lr * dx (Flux's `Descent`, torch's SGD)."""
+class Descent(_Rule):
+    """Plain gradient descent, x -= lr * dx: torch's SGD(lr)."""
 
     lr: float = 0.1
 
-    def __post_init__(self):
-        _check_lr("Descent", self.lr)
-
-    def setup(self, params) -> torch.optim.Optimizer:
-        return torch.optim.SGD(params, lr=self.lr)
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.lr, weight_decay=weight_decay)
 
 
 @dataclass
-class Momentum:
-    """Descent with momentum rho (Flux's `Momentum`, equal to torch's SGD(momentum=rho))."""
+class Momentum(_Rule):
+    """Descent with momentum, v = rho v + lr dx, x -= v: torch's SGD(lr, momentum=rho)."""
 
     lr: float = 0.01
     rho: float = 0.9
 
-    def __post_init__(self):
-        _check_lr("Momentum", self.lr)
-        if not 0 <= self.rho < 1:
-            raise ValueError(f"Momentum: rho must lie in [0, 1), got {self.rho!r}")
-
-    def setup(self, params) -> torch.optim.Optimizer:
-        return torch.optim.SGD(params, lr=self.lr, momentum=self.rho)
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.rho, weight_decay=weight_decay)
 
 
 @dataclass
-class Adam:
-    """Adam with Flux's defaults (lr 0.001, betas (0.9, 0.999), eps 1e-8)."""
+class Nesterov(_Rule):
+    """Descent with Nesterov momentum rho: torch's SGD(lr, momentum=rho, nesterov=True)."""
+
+    lr: float = 0.001
+    rho: float = 0.9
+
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.lr, momentum=self.rho, nesterov=self.rho > 0,
+                               weight_decay=weight_decay)  # rho 0 is plain descent in both
+
+
+@dataclass
+class RMSProp(_Rule):
+    """RMSProp, dx / (sqrt(avg dx²) + eps): torch's RMSprop(lr, alpha=rho, eps, centered)."""
+
+    lr: float = 0.001
+    rho: float = 0.9
+    eps: float = 1e-8
+    centred: bool = field(default=False, kw_only=True)
+
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.RMSprop(params, lr=self.lr, alpha=self.rho, eps=self.eps,
+                                   centered=self.centred, weight_decay=weight_decay)
+
+
+@dataclass
+class AdaGrad(_Rule):
+    """AdaGrad, its sum of dx² starting at eps: torch's Adagrad(initial_accumulator_value=eps)."""
+
+    lr: float = 0.1
+    eps: float = 1e-8
+
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.Adagrad(params, lr=self.lr, eps=self.eps,
+                                   initial_accumulator_value=self.eps, weight_decay=weight_decay)
+
+
+@dataclass
+class AdaDelta(_Rule):
+    """AdaDelta, which has no learning rate: torch's Adadelta(lr=1, rho, eps)."""
+
+    rho: float = 0.9
+    eps: float = 1e-8
+
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.Adadelta(params, lr=1.0, rho=self.rho, eps=self.eps,
+                                    weight_decay=weight_decay)
+
+
+@dataclass
+class Adam(_Rule):
+    """Adam with Flux's defaults (lr 0.001, betas (0.9, 0.999), eps 1e-8): torch's Adam."""
 
     lr: float = 0.001
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
 
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                weight_decay=weight_decay)
+
+
+@dataclass
+class AdaMax(_Rule):
+    """AdaMax, Adam with an infinity norm: torch's Adamax, but for where eps goes (below).
+
+    torch: u = max(b2 u, |dx| + eps), step m / u; Flux: u = max(b2 u, |dx|), step m / (u + eps).
+    """
+
+    lr: float = 0.001
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def setup(self, params, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        return torch.optim.Adamax(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                  weight_decay=weight_decay)
+
+
+@dataclass
+class AdamW(_Rule):
+    """Adam with decay, x -= lr (adam + weight_decay x): torch's AdamW (Optimisers.jl 0.4).
+
+    couple=False, the older Flux AdamW: x -= lr adam + weight_decay x (torch's weight_decay / lr).
+    """
+
+    lr: float = 0.001
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0  # Flux's λ
+    eps: float = 1e-8
+    couple: bool = field(default=True, kw_only=True)
+
     def __post_init__(self):
-        _check_lr("Adam", self.lr)
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not self.eps > 0:
-            raise ValueError(f"Adam: eps must be > 0, got {self.eps!r}")
+        super().__post_init__()
+        if not self.couple and self.weight_decay > 0 and self.lr == 0:
+            raise ValueError(f"AdamW: couple=False with weight_decay {self.weight_decay} needs "
+                             f"lr > 0 (torch decays by lr * weight_decay), got lr {self.lr}")
 
     def setup(self, params) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=self.lr, betas=tuple(self.betas), eps=self.eps)
+        decay = self.weight_decay
+        if not self.couple and decay > 0:
+            decay /= self.lr  # torch decays by lr * weight_decay: this makes it weight_decay
+        return torch.optim.AdamW(params, lr=self.lr, betas=self.betas, eps=self.eps,
+                                 weight_decay=decay)
 
 
-RULES = (Descent, Momentum, Adam)
+@dataclass
+class WeightDecay(_Rule):
+    """L2 penalty λ/2 ||x||², dx += λ x, first in an OptimiserChain: torch's weight_decay=λ."""
+
+    weight_decay: float = 5e-4
+
+
+BASE_RULES = (Descent, Momentum, Nesterov, RMSProp, AdaGrad, AdaDelta, Adam, AdaMax)
+
+
+@dataclass(init=False)
+class OptimiserChain:
+    """OptimiserChain(WeightDecay(λ), rule): rule on dx + λ x, i.e. its torch weight_decay=λ."""
+
+    opts: tuple
+
+    def __init__(self, *opts):
+        self.opts = opts
+        if not (len(opts) == 2 and isinstance(opts[0], WeightDecay)
+                and isinstance(opts[1], BASE_RULES)):
+            names = ", ".join(r.__name__ for r in BASE_RULES)
+            got = ", ".join(map(repr, opts))
+            raise ValueError(f"OptimiserChain supports only OptimiserChain(WeightDecay(λ), rule), "
+                             f"rule one of {names} (decoupled decay: AdamW), "
+                             f"got OptimiserChain({got})")
+
+    def setup(self, params) -> torch.optim.Optimizer:
+        decay, rule = self.opts
+        return rule.setup(params, weight_decay=decay.weight_decay)
+
+
+RULES = (*BASE_RULES, AdamW, OptimiserChain)
+ACCEPTED = (", ".join(r.__name__ for r in (*BASE_RULES, AdamW))
+            + ", OptimiserChain(WeightDecay(λ), rule) or a torch.optim.Optimizer")
 
 
 def setup(rule, model: nn.Module) -> torch.optim.Optimizer:
@@ -74,8 +228,7 @@ def setup(rule, model: nn.Module) -> torch.optim.Optimizer:
     if isinstance(rule, torch.optim.Optimizer):
         return rule
     if not isinstance(rule, RULES):
-        raise TypeError(f"opt must be Descent, Momentum, Adam or a torch.optim.Optimizer, "
-                        f"got {type(rule).__name__}")
+        raise TypeError(f"opt must be {ACCEPTED}, got {type(rule).__name__}")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimise")
