@@ -1,6 +1,7 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
 from .board import ProgressBoard, draw, save_gif, save_plot
+from .callbacks import Callback, EarlyStopping
 from .data import (
     AbstractData,
     FashionMNISTData,
@@ -11,8 +12,29 @@ from .data import (
     val_dataloader,
 )
 from .device import get_device, seed
-from .model import AbstractClassifier, AbstractModel, accuracy
-from .optim import Adam, Descent, Momentum, setup
+from .model import (
+    AbstractClassifier,
+    AbstractModel,
+    accuracy,
+    forward,
+    loss,
+    training_step,
+    validation_step,
+)
+from .optim import (
+    AdaDelta,
+    AdaGrad,
+    Adam,
+    AdaMax,
+    AdamW,
+    Descent,
+    Momentum,
+    Nesterov,
+    OptimiserChain,
+    RMSProp,
+    WeightDecay,
+    setup,
+)
 from .trainer import Metrics, Trainer, fit
 
 __version__ = "0.1.0"
@@ -21,24 +43,38 @@ __all__ = [
     "AbstractClassifier",
     "AbstractData",
     "AbstractModel",
+    "AdaDelta",
+    "AdaGrad",
+    "AdaMax",
     "Adam",
+    "AdamW",
+    "Callback",
     "Descent",
+    "EarlyStopping",
     "FashionMNISTData",
     "Metrics",
     "Momentum",
+    "Nesterov",
+    "OptimiserChain",
     "ProgressBoard",
+    "RMSProp",
     "SyntheticRegressionData",
     "TensorLoader",
     "Trainer",
+    "WeightDecay",
     "accuracy",
     "draw",
     "fit",
+    "forward",
     "get_dataloader",
     "get_device",
+    "loss",
     "save_gif",
     "save_plot",
     "seed",
     "setup",
     "train_dataloader",
+    "training_step",
     "val_dataloader",
+    "validation_step",
 ]

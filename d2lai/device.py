@@ -36,10 +36,19 @@ def _first_caller_outside_d2lai() -> int:
     return level
 
 
+SEED_MAX = 2**64 - 1  # torch.manual_seed takes a 64-bit unsigned seed
+
+
+def check_seed(n) -> int:
+    """A seed `seed` accepts: an integer in [0, 2**64 - 1]."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= SEED_MAX:
+        raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {n!r}")
+    return n
+
+
 def seed(n: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices) so that runs repeat exactly on the CPU."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {n!r}")
+    check_seed(n)
     random.seed(n)
     np.random.seed(n % 2**32)
     torch.manual_seed(n)

@@ -1,13 +1,14 @@
-"""Trainer and fit: the book's training loop, whole-set validation, logs, board, checkpoints."""
+"""Trainer and fit: the book's training loop, whole-set validation, logs and callbacks."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
+import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,156 +19,231 @@ try:  # notebook progress widgets when Jupyter can draw them, text bars otherwis
 except ImportError:
     from tqdm import tqdm
 
-from .board import ProgressBoard, check_scale
-from .data import AbstractData
-from .device import get_device, rng_state, seed, set_rng_state
-from .optim import RULES
+from .board import ProgressBoard, _in_notebook, check_scale
+from .callbacks import Callback, DrawBoard
+from .checkpoint import Checkpoint
+from .device import check_seed, get_device, seed
+from .model import HEADS
+from .optim import ACCEPTED, RULES, setup
 
 __all__ = ["Trainer", "Metrics", "fit"]
 
 logger = logging.getLogger("d2lai")
 
 
-@dataclass
-class Metrics:
-    """How a fit ended: the last completed epoch's figures over the whole validation set."""
-
-    val_loss: float
-    val_acc: float | None
-    train_loss: float
-    epochs: int
-    diverged: bool = False
-    interrupted: bool = False
-
-
-class _Diverged(Exception):
-    def __init__(self, epoch: int, batch: int, loss: float):
-        super().__init__(f"diverged at epoch {epoch}, batch {batch} (loss={loss})")
-
-
 class Trainer:
-    """Holds what a run needs; `fit` trains `model` on `data` with optimiser rule `opt`."""
+    """Holds what a run needs; `fit` trains `model` on `data` with optimiser rule `opt`.
 
-    def __init__(self, model: nn.Module, data: AbstractData, opt, max_epochs: int = 10,
+    `max_epochs` epochs a fit (a later `fit` of the same trainer trains that many more, going
+    on from where the last one stopped), at most `max_steps` batches if given. `callbacks`
+    run at fit start, at each epoch's end and at fit end (see `d2lai.callbacks`).
+    """
+
+    check_every = {"cpu": 1}  # batches between looks at the losses: 25 where a sync costs
+
+    def __init__(self, model: nn.Module, data, opt=None, max_epochs: int = 10,
                  gpu: bool = False, board_yscale: str = "log10", verbose: bool = True,
                  gradient_clip_val: float = 0.0, print_every: int = 1, board: bool = True, *,
                  board_path: str | os.PathLike | None = None, on_diverge: str = "stop",
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
-                 seed: int | None = None):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module (a d2lai.AbstractClassifier, say), "
-                            f"got {type(model).__name__}")
-        if not hasattr(model, "training_step") or not hasattr(model, "validation_step"):
-            raise TypeError(f"model {type(model).__name__} has no training_step/validation_step: "
-                            f"make it a subclass of d2lai.AbstractModel or AbstractClassifier")
-        if not (hasattr(data, "train_dataloader") and hasattr(data, "val_dataloader")):
-            raise TypeError(f"data must be a d2lai.AbstractData (FashionMNISTData, say), "
-                            f"got {type(data).__name__}")
-        if not isinstance(opt, (*RULES, torch.optim.Optimizer)):
-            raise TypeError(f"opt must be Descent, Momentum, Adam or a torch.optim.Optimizer, "
-                            f"got {type(opt).__name__}")
-        for name, value in (("max_epochs", max_epochs), ("print_every", print_every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                 override_opt: bool = False, seed: int | None = None,
+                 callbacks: list[Callback] = (), max_steps: int | None = None):
+        custom_loop = type(self).fit_epoch is not Trainer.fit_epoch
+        _check_arguments(model, data, opt, custom_loop, max_epochs=max_epochs,
+                         print_every=print_every, max_steps=max_steps,
+                         gradient_clip_val=gradient_clip_val, on_diverge=on_diverge,
+                         resume=resume, checkpoint=checkpoint, seed=seed, callbacks=callbacks)
         check_scale("board_yscale", board_yscale)
-        if isinstance(gradient_clip_val, bool) or not isinstance(gradient_clip_val, (int, float)) \
-                or not gradient_clip_val >= 0:
-            raise ValueError(f"gradient_clip_val must be a number >= 0 (0 turns clipping off), "
-                             f"got {gradient_clip_val!r}")
-        if on_diverge not in ("stop", "raise"):
-            raise ValueError(f"on_diverge must be 'stop' or 'raise', got {on_diverge!r}")
-        if resume and checkpoint is None:
-            raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
         self.model, self.data, self.opt = model, data, opt
-        self.max_epochs, self.gpu, self.verbose = max_epochs, gpu, verbose
+        self.max_epochs, self.max_steps = max_epochs, max_steps
+        self.gpu, self.verbose = gpu, verbose
         self.gradient_clip_val, self.print_every = float(gradient_clip_val), print_every
+        self.on_diverge, self.seed = on_diverge, seed
         self.board = ProgressBoard("epoch", yscale=board_yscale,
                                    title=type(model).__name__) if board else None
-        self.board_path, self.on_diverge, self.seed = board_path, on_diverge, seed
-        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
-        self.resume = resume
-        self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+        self.callbacks = [*([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
+                          *callbacks, *([DrawBoard(self.board, board_path)] if board else [])]
+        self.history: dict[str, list[float]] = {}
         self.timings: dict[str, list[float]] = {"train_s": [], "val_s": []}
+        self.epoch = self.steps = 0  # completed epochs and optimiser steps, over all fits
+        self.optimizer, self.should_stop, self._fits = None, False, 0
 
     def fit(self) -> tuple[nn.Module, Metrics]:
-        """Train `max_epochs` epochs, validating after each; return (model on the CPU, metrics)."""
+        """Train and validate epoch by epoch; return (the model, on the CPU, and its metrics)."""
         if self.verbose:
             _show_logs()
-        device = get_device(self.gpu)
-        model = self.model.to(device)
-        self.data.to(device)
-        optimizer = model.configure_optimizers(self.opt)
-        epoch = first = self._start(optimizer)
-        self._checked = set()
-        diverged = interrupted = False
+        self.device = get_device(self.gpu)
+        self.model.to(self.device)
+        if callable(getattr(self.data, "to", None)):
+            self.data.to(self.device)  # once, so batches are cut where the model runs
+        if self.optimizer is None:
+            self.optimizer = self._setup_optimizer()
+        if self.seed is not None and not self._fits:
+            seed(self.seed)
+        first = self._fits == 0  # a first fit's limits are totals (a resumed run counts)
+        self._end_epoch_n = (0 if first else self.epoch) + self.max_epochs
+        self._end_step = (0 if first else self.steps) + (self.max_steps or math.inf)
+        self._checked, self.should_stop, diverged, interrupted = set(), False, False, False
+        started = []
         try:
-            for epoch in range(first, self.max_epochs + 1):
+            for callback in self.callbacks:
+                callback.on_fit_start(self)
+                started.append(callback)
+            self._fits += 1
+            while (self.epoch < self._end_epoch_n and self.steps < self._end_step
+                   and not self.should_stop):
                 tic = time.perf_counter()
-                train_loss = self._train_epoch(epoch, optimizer, device)
+                figures = self.fit_epoch()
                 toc = time.perf_counter()
-                val_loss, val_acc = self._validate()
-                self.timings["train_s"].append(toc - tic)
-                self.timings["val_s"].append(time.perf_counter() - toc)
-                self._record(epoch, train_loss=train_loss, val_loss=val_loss, val_acc=val_acc)
-                if self.checkpoint is not None:
-                    self._save_checkpoint(epoch, optimizer)
+                figures |= self.validate()
+                self._end_epoch(figures, toc - tic, time.perf_counter() - toc)
         except _Diverged as err:
+            diverged = True
             logger.warning("%s", err)
             if self.on_diverge == "raise":
-                raise FloatingPointError(f"training {err}; lower the learning rate, or clip "
-                                         f"gradients with gradient_clip_val") from None
-            diverged = True
+                raise FloatingPointError(f"training {err}") from None
         except KeyboardInterrupt:
-            logger.warning("interrupted at epoch %d", epoch)
             interrupted = True
+            logger.warning("interrupted at epoch %d", self.epoch + 1)
         finally:
-            model.cpu()
-            self._save_board()
-        return model, self._metrics(diverged, interrupted)
+            self.model.cpu()
+            metrics = Metrics.of(self.history, self.epoch, self.steps, diverged=diverged,
+                                 interrupted=interrupted, stopped_early=self.should_stop)
+            for callback in started:
+                callback.on_fit_end(self, metrics)
+        return self.model, metrics
 
-    def _train_epoch(self, epoch: int, optimizer: torch.optim.Optimizer,
-                     device: torch.device) -> float:
-        """One pass over the training set; the mean training loss over its samples."""
+    def fit_epoch(self) -> dict[str, float]:
+        """One pass over the training set; the epoch's mean training loss (and accuracy).
+
+        Losses are looked at without a sync per batch (every batch on the CPU, before its step;
+        every 25 on a GPU): a non-finite one stops the fit with the model rolled back to the
+        state before the batches not yet looked at.
+        """
         self.model.train()
-        loader = self.data.train_dataloader()
-        losses, sizes = torch.zeros(len(loader), device=device), []
-        every = 1 if device.type == "cpu" else 25  # on a GPU, look at the losses without a sync
-        checked = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{self.max_epochs}", unit="batch", leave=False,
-                   disable=not self.verbose, dynamic_ncols=True)
-        with bar:
-            for i, batch in enumerate(bar):
-                self._check_first(batch, "training")
-                loss = self.model.training_step(batch)
-                losses[i] = loss.detach()
-                sizes.append(len(batch[-1]))
-                if (i + 1) % every == 0 or i + 1 == len(loader):
-                    checked = _check_finite(losses, checked, i + 1, epoch)
-                    if self.verbose:
-                        bar.set_postfix_str(f"loss {losses[i]:.4f}", refresh=False)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.gradient_clip_val > 0:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_val)
-                optimizer.step()
-        return float(losses @ torch.tensor(sizes, dtype=losses.dtype, device=device)) / sum(sizes)
+        sums = _EpochSums(self.check_every.get(self.device.type, 25), steps=self.steps)
+        for batch in self._batches(train=True):
+            if sums.all_checked():
+                good = _snapshot(self.model, weights=sums.every > 1)
+            loss, y_hat = self._training_step(batch)
+            sums.add(loss, y_hat, batch[-1])
+            if sums.due():
+                self._look(sums, good)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.gradient_clip_val > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_val)
+            self.optimizer.step()
+            self.steps += 1
+            if self.steps >= self._end_step:
+                break
+        self._look(sums, good)
+        return sums.means()
 
     @torch.no_grad()
-    def _validate(self) -> tuple[float, float | None]:
+    def validate(self) -> dict[str, float | None]:
         """Loss (and accuracy) over the WHOLE validation set, in evaluation mode."""
         self.model.eval()
-        sums, n = None, 0
-        for batch in self.data.val_dataloader():
-            self._check_first(batch, "validation")
-            out = self.model.validation_step(batch)
-            out = torch.stack([torch.as_tensor(v).float() for v in _as_tuple(out)])
+        sums, n, with_acc = torch.zeros(2, dtype=torch.float64, device=self.device), 0, False
+        for batch in self._batches(train=False):
+            loss, acc = _loss_and_acc(self.model.validation_step(batch))
             k = len(batch[-1])
-            sums = out * k if sums is None else sums + out * k
+            sums[0] += torch.as_tensor(loss, dtype=torch.float64, device=self.device) * k
+            if acc is not None:
+                sums[1] += torch.as_tensor(acc, dtype=torch.float64, device=self.device) * k
+                with_acc = True
             n += k
-        if n == 0:
-            raise ValueError("the validation set is empty: give the data at least one sample")
-        means = (sums / n).tolist()
-        return means[0], (means[1] if len(means) > 1 else None)
+        loss, acc = (sums / n).tolist()
+        return {"val_loss": loss, "val_acc": acc if with_acc else None}
+
+    def prepare_batch(self, batch) -> tuple:
+        """The batch as a tuple `(X..., y)` on the training device."""
+        return tuple(t.to(self.device, non_blocking=True) if isinstance(t, torch.Tensor) else t
+                     for t in batch)
+
+    # --- the pieces around the loop ---------------------------------------------------------
+
+    def _batches(self, train: bool):
+        """One pass of batches, on the device, the first checked, behind a progress bar."""
+        kind = "training" if train else "validation"
+        named = getattr(self.data, "train_dataloader" if train else "val_dataloader", None)
+        loader = named() if callable(named) else self.data.get_dataloader(train=train)
+        bars = self.verbose and (_in_notebook() or sys.stderr.isatty())  # not into log files
+        desc = f"epoch {self.epoch + 1}/{self._end_epoch_n}" if train else "validating"
+        self._bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not bars,
+                         dynamic_ncols=True)
+        count = 0
+        with self._bar:
+            for batch in self._bar:
+                batch = self.prepare_batch(batch)
+                self._check_first(batch, kind)
+                count += 1
+                yield batch
+        if count == 0:
+            raise ValueError(f"the {kind} set is empty: its data loader gave no batch")
+
+    def _training_step(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model's training loss of a batch, and its output when a classifier's."""
+        outputs = []
+        hook = self.model.register_forward_hook(lambda module, args, out: outputs.append(out))
+        try:
+            loss = self.model.training_step(batch)
+        except (IndexError, RuntimeError) as err:
+            _explain_labels(err, batch[-1], getattr(self, "_num_scores", None), self.epoch + 1)
+            raise
+        finally:
+            hook.remove()
+        y_hat = outputs[-1] if outputs and hasattr(self.model, "accuracy") else None
+        return loss, y_hat
+
+    def _look(self, sums: _EpochSums, good: dict) -> None:
+        """Stop (rolled back to `good`) at the first non-finite loss not yet looked at."""
+        bad = sums.check()
+        if bad is not None:
+            self.model.load_state_dict(good, strict=False)
+            raise _Diverged(self.epoch + 1, bad, sums.losses[bad - 1], sums.checked + 1,
+                            first_step=sums.steps == 0 and bad == 1)
+        if self.verbose and sums.count:
+            self._bar.set_postfix_str(f"loss {float(sums.losses[-1]):.4f}", refresh=False)
+
+    def _end_epoch(self, figures: dict, train_s: float, val_s: float) -> None:
+        """Record an epoch's figures, log them every `print_every`, run the callbacks."""
+        self.epoch += 1
+        figures = {k: v for k, v in figures.items() if v is not None}
+        for name, value in figures.items():
+            self.history.setdefault(name, []).append(value)
+        self.timings["train_s"].append(train_s)
+        self.timings["val_s"].append(val_s)
+        if self.epoch % self.print_every == 0:
+            line = ", ".join(f"{title}: {figures[k]:.4f}" for k, title in _TITLES.items()
+                             if k in figures)
+            logger.log(logging.INFO if self.verbose else logging.DEBUG, line)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, self.epoch, figures | {"train_s": train_s,
+                                                               "val_s": val_s})
+
+    def _setup_optimizer(self):
+        """The rule bound to the model, the optimiser given, or the model's own optimiser."""
+        own = getattr(self.model, "configure_optimizers", None)
+        takes_rule = own is not None and len(inspect.signature(own).parameters) > 0
+        if self.opt is None:
+            if own is None or takes_rule:
+                raise ValueError(f"no optimiser: pass opt= (e.g. d2lai.Descent(0.1)), or give "
+                                 f"{type(self.model).__name__} a configure_optimizers() that "
+                                 f"returns one")
+            optimizer = own()
+        elif isinstance(self.opt, RULES):
+            optimizer = own(self.opt) if takes_rule else setup(self.opt, self.model)
+        else:
+            optimizer = self.opt
+        if isinstance(optimizer, torch.optim.Optimizer):
+            ours = {id(p) for p in self.model.parameters()}
+            theirs = [p for g in optimizer.param_groups for p in g["params"]]
+            if theirs and not any(id(p) in ours for p in theirs):
+                raise ValueError(f"the optimiser holds none of {type(self.model).__name__}'s "
+                                 f"parameters (was it built over another model?): build it over "
+                                 f"model.parameters(), or pass a rule such as Descent(0.1)")
+        return optimizer
 
     def _check_first(self, batch, kind: str) -> None:
         """On the first batch of each kind, check shapes and labels (errors say expected/got)."""
@@ -180,85 +256,195 @@ class Trainer:
         try:
             with torch.no_grad():
                 y_hat = self.model(*X)
-        except RuntimeError as err:
-            shapes = ", ".join(f"{tuple(x.shape)} {x.dtype}" for x in X)
+        except (RuntimeError, TypeError, IndexError) as err:
+            shapes = ", ".join(f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor)
+                               else type(x).__name__ for x in X)
             raise ValueError(f"the model cannot take the first {kind} batch "
                              f"(input {shapes}): {err}") from err
         finally:
             self.model.train(was_training)
         if hasattr(self.model, "check_batch"):
             self.model.check_batch(y_hat, y, getattr(self.data, "num_classes", None))
+        if kind == "training" and hasattr(self.model, "output_head"):
+            head = self.model.output_head(y_hat)
+            self._num_scores = y_hat.shape[1]
+            logger.log(logging.INFO if self.verbose else logging.DEBUG, "%s outputs %s: loss %s",
+                       type(self.model).__name__, head.replace("_", "-"), HEADS[head])
+            _check_all_labels(self.data, self._num_scores)
 
-    def _record(self, epoch: int, **values: float | None) -> None:
-        """Append an epoch's figures to the history and board; log them every `print_every`."""
-        for name, value in values.items():
-            if value is None:
-                continue
-            self.history.setdefault(name, []).append(value)
-            if self.board is not None:
-                self.board.draw(epoch, value, name)
-        if epoch % self.print_every == 0:
-            line = ", ".join(f"{_TITLES[k]}: {v:.4f}" for k, v in values.items() if v is not None)
-            logger.log(logging.INFO if self.verbose else logging.DEBUG, line)
 
-    def _start(self, optimizer: torch.optim.Optimizer) -> int:
-        """Seed a fresh run, or restore model, optimiser, history and RNG from the checkpoint."""
-        if self.resume and self.checkpoint.exists():
-            # on the CPU: the RNG state must stay there; load_state_dict moves the rest
-            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-            self.model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            set_rng_state(state["rng"])
-            self.history = {k: list(v) for k, v in state["history"].items()}
-            if self.board is not None:
-                for name, values in self.history.items():
-                    self.board.draw(list(range(1, len(values) + 1)), values, name)
-            logger.info("resuming from %s after epoch %d", self.checkpoint, state["epoch"])
-            return state["epoch"] + 1
-        if self.resume:
-            logger.info("no checkpoint at %s yet: starting from epoch 1", self.checkpoint)
-        if self.seed is not None:
-            seed(self.seed)
-        return 1
+@dataclass
+class Metrics:
+    """How a fit ended: the figures of epoch `epoch` (the last one, or the one whose weights
+    were restored), over the whole validation set; `history` holds every epoch's."""
 
-    def _save_checkpoint(self, epoch: int, optimizer: torch.optim.Optimizer) -> None:
-        """Write model, optimiser, history and RNG state to a temporary file, then rename it."""
-        state = {"epoch": epoch, "model": self.model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "history": self.history, "rng": rng_state()}
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+    val_loss: float
+    val_acc: float | None
+    train_loss: float
+    epochs: int
+    diverged: bool = False
+    interrupted: bool = False
+    train_acc: float | None = None
+    stopped_early: bool = False
+    epoch: int = 0
+    steps: int = 0
+    history: dict[str, list[float]] = field(default_factory=dict)
 
-    def _save_board(self) -> None:
-        if self.board is None or not self.board.series:
-            return
-        if self.board_path is not None or self.verbose:
-            path = self.board_path or f"{type(self.model).__name__}-board.png"
-            logger.log(logging.INFO if self.verbose else logging.DEBUG,
-                       "board saved to %s", self.board.save_plot(path))
+    @classmethod
+    def of(cls, history: dict, epochs: int, steps: int, **flags) -> Metrics:
+        metrics = cls(math.nan, None, math.nan, epochs, steps=steps,
+                      history={k: list(v) for k, v in history.items()}, **flags)
+        return metrics.at_epoch(len(history.get("train_loss", [])))
 
-    def _metrics(self, diverged: bool, interrupted: bool) -> Metrics:
-        last = {k: v[-1] if v else math.nan for k, v in self.history.items()}
-        return Metrics(val_loss=last["val_loss"], val_acc=last.get("val_acc"),
-                       train_loss=last["train_loss"], epochs=len(self.history["train_loss"]),
-                       diverged=diverged, interrupted=interrupted)
+    def at_epoch(self, epoch: int) -> Metrics:
+        """Take the figures of `epoch` (from 1) from the history."""
+        def get(name, default):
+            values = self.history.get(name, [])
+            return values[epoch - 1] if 1 <= epoch <= len(values) else default
+
+        self.epoch = epoch
+        self.val_loss, self.train_loss = get("val_loss", math.nan), get("train_loss", math.nan)
+        self.val_acc, self.train_acc = get("val_acc", None), get("train_acc", None)
+        return self
 
 
 _TITLES = {"train_loss": "Train Loss", "val_loss": "Val Loss", "val_acc": "Val Acc"}
 
 
-def _as_tuple(out) -> tuple:
-    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+class _Diverged(Exception):
+    def __init__(self, epoch: int, batch: int, loss, restored_before: int, first_step: bool):
+        advice = ("the loss was not finite before any update, so the learning rate is not the "
+                  "cause: check the model's outputs, its loss and the data" if first_step else
+                  "lower the learning rate, or clip gradients with gradient_clip_val")
+        super().__init__(f"diverged at epoch {epoch}, batch {batch} (loss={float(loss)}); the "
+                         f"model is as it was before batch {restored_before}: {advice}")
 
 
-def _check_finite(losses: torch.Tensor, start: int, stop: int, epoch: int) -> int:
-    """Raise `_Diverged` at the first non-finite loss in losses[start:stop]; else return stop."""
-    bad = (~torch.isfinite(losses[start:stop])).nonzero()
-    if len(bad):
-        b = start + int(bad[0])
-        raise _Diverged(epoch, b + 1, float(losses[b]))
-    return stop
+class _EpochSums:
+    """An epoch's losses (and correct predictions), kept on the device: no sync per batch."""
+
+    def __init__(self, every: int, steps: int):
+        self.every, self.steps, self.losses, self.sizes, self.correct = every, steps, [], [], []
+        self.count = self.checked = 0
+
+    def all_checked(self) -> bool:
+        return self.checked == self.count
+
+    def due(self) -> bool:
+        return self.count - self.checked >= self.every
+
+    def add(self, loss: torch.Tensor, y_hat: torch.Tensor | None, y: torch.Tensor) -> None:
+        self.losses.append(loss.detach())
+        self.sizes.append(len(y))
+        self.count += 1
+        if y_hat is not None and isinstance(y_hat, torch.Tensor) and y_hat.ndim == 2 \
+                and y.ndim == 1 and len(y_hat) == len(y):
+            self.correct.append((y_hat.detach().argmax(1) == y).sum())
+
+    def check(self) -> int | None:
+        """The batch number (from 1) of the first non-finite loss not yet looked at, or None."""
+        if self.checked == self.count:
+            return None
+        bad = (~torch.isfinite(torch.stack(self.losses[self.checked:]))).nonzero()
+        if len(bad):
+            return self.checked + int(bad[0]) + 1
+        self.checked = self.count
+        return None
+
+    def means(self) -> dict[str, float]:
+        n = sum(self.sizes)
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.losses[0].device)
+        out = {"train_loss": float(torch.stack(self.losses).double() @ sizes) / n}
+        if len(self.correct) == self.count:
+            out["train_acc"] = float(torch.stack(self.correct).sum()) / n
+        return out
+
+
+def _snapshot(model: nn.Module, weights: bool) -> dict[str, torch.Tensor]:
+    """Copies of the model's buffers (and parameters too if `weights`), to roll back to."""
+    named = model.state_dict() if weights else dict(model.named_buffers())
+    return {k: v.detach().clone() for k, v in named.items()}
+
+
+def _loss_and_acc(out) -> tuple:
+    if isinstance(out, (tuple, list)):
+        return out[0], (out[1] if len(out) > 1 else None)
+    return out, None
+
+
+def _explain_labels(err: Exception, y, num_scores: int | None, epoch: int) -> None:
+    """Turn torch's error for out-of-range labels in a later batch into a clear ValueError."""
+    if num_scores and isinstance(y, torch.Tensor) and y.numel() and not y.is_floating_point():
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= num_scores:
+            raise ValueError(f"a training batch of epoch {epoch} has labels from {lo} to {hi}, "
+                             f"but the model outputs {num_scores} class scores: expected labels "
+                             f"in 0..{num_scores - 1}") from err
+
+
+def _check_all_labels(data, num_scores: int) -> None:
+    """Check the whole label tensors of in-memory data at once (min/max is cheap)."""
+    for split in ("train", "val", "test"):
+        tensors = getattr(data, split, None)
+        if not isinstance(tensors, (tuple, list)) or not tensors:
+            continue
+        y = tensors[-1]
+        if isinstance(y, torch.Tensor) and y.numel() and not y.is_floating_point():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= num_scores:
+                raise ValueError(f"the {split} labels range from {lo} to {hi}, but the model "
+                                 f"outputs {num_scores} class scores: expected labels in "
+                                 f"0..{num_scores - 1}")
+
+
+def _check_arguments(model, data, opt, custom_loop: bool, **args) -> None:
+    """Refuse what `Trainer(...)` cannot train, with the argument's name and what came."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (a d2lai.AbstractClassifier, say), "
+                        f"got {type(model).__name__}")
+    if not hasattr(model, "training_step") or not hasattr(model, "validation_step"):
+        raise TypeError(f"model {type(model).__name__} has no training_step/validation_step: "
+                        f"make it a subclass of d2lai.AbstractModel or AbstractClassifier")
+    if not ((callable(getattr(data, "train_dataloader", None))
+             and callable(getattr(data, "val_dataloader", None)))
+            or callable(getattr(data, "get_dataloader", None))):
+        raise TypeError(f"data must be a data module with train_dataloader() and "
+                        f"val_dataloader(), or get_dataloader(train) (a d2lai.AbstractData such "
+                        f"as FashionMNISTData), got {type(data).__name__}")
+    for split in ("train", "val"):
+        tensors = getattr(data, split, None)
+        if isinstance(tensors, (tuple, list)) and tensors \
+                and all(isinstance(t, torch.Tensor) and t.ndim for t in tensors):
+            lengths = sorted({len(t) for t in tensors})
+            if len(lengths) > 1:
+                raise ValueError(f"data.{split} holds tensors of different lengths {lengths}: "
+                                 f"inputs and labels must have one row per sample")
+            if lengths == [0]:
+                raise ValueError(f"the {'training' if split == 'train' else 'validation'} set "
+                                 f"is empty: data.{split} has 0 samples")
+    stepper = callable(getattr(opt, "step", None)) and callable(getattr(opt, "zero_grad", None))
+    if not (opt is None or isinstance(opt, RULES) or stepper or custom_loop):
+        raise TypeError(f"opt must be {ACCEPTED}, or None when the model has its own "
+                        f"configure_optimizers(); got {type(opt).__name__}")
+    for name in ("max_epochs", "print_every", "max_steps"):
+        value = args[name]
+        if (value is not None or name != "max_steps") and (
+                isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    clip = args["gradient_clip_val"]
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf:
+        raise ValueError(f"gradient_clip_val must be a finite number >= 0 (0 turns clipping "
+                         f"off), got {clip!r}")
+    if args["on_diverge"] not in ("stop", "raise"):
+        raise ValueError(f"on_diverge must be 'stop' or 'raise', got {args['on_diverge']!r}")
+    if args["resume"] and args["checkpoint"] is None:
+        raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
+    if args["seed"] is not None:
+        check_seed(args["seed"])
+    bad = [c for c in args["callbacks"] if not isinstance(c, Callback)]
+    if bad:
+        raise TypeError(f"callbacks must be d2lai.Callback objects, got "
+                        f"{', '.join(type(c).__name__ for c in bad)}")
 
 
 class _JuliaFormatter(logging.Formatter):

@@ -56,13 +56,20 @@ def test_divergence_can_raise(tiny_data):
 
 def test_ctrl_c_returns_what_was_trained(tiny_data, caplog, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    trainer = _trainer(tiny_data, FailAt(2, 5, KeyboardInterrupt()), verbose=True)
+    trainer = _trainer(tiny_data, FailAt(2, 5, KeyboardInterrupt()), verbose=True,
+                       board_path=tmp_path / "out" / "board.png")
     with caplog.at_level(logging.INFO, logger="d2lai"):
         model, metrics = trainer.fit()
     assert "interrupted at epoch 2" in caplog.text
     assert metrics.interrupted and not metrics.diverged and metrics.epochs == 1
     assert next(model.parameters()).device.type == "cpu"
-    assert (tmp_path / "FailAt-board.png").stat().st_size > 0
+    assert (tmp_path / "out" / "board.png").stat().st_size > 0  # what it had was drawn
+
+
+def test_no_picture_is_written_unless_asked(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _trainer(tiny_data, TinyClassifier(), max_epochs=1, verbose=True).fit()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_checkpoint_resume_gives_the_uninterrupted_result(tiny_data, tmp_path):

@@ -45,7 +45,7 @@ def test_metrics_are_over_the_whole_validation_set_in_eval_mode(tiny_data):
     _, model, metrics = _fit(tiny_data, max_epochs=2)
     model.eval()
     with torch.no_grad():
-        p = model(tiny_data.val[0])
+        p = model(tiny_data.transform(tiny_data.val[0]))
     y = tiny_data.val[1]
     loss = -torch.log(p[torch.arange(len(y)), y] + torch.finfo(p.dtype).eps).mean()
     acc = (p.argmax(1) == y).double().mean()
