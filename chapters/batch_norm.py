@@ -6,16 +6,20 @@ Run the chapter with `python -m chapters.batch_norm` (`--help` for the flags).
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 import d2lai
 from d2lai import AbstractClassifier, Descent, Trainer
+from d2lai.device import check_seed
+from d2lai.files import check_output_path, write_json
 
 __all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "common_flags",
            "load_data", "main"]
@@ -32,6 +36,27 @@ def _check_batch_stats(X: torch.Tensor) -> None:
         )
 
 
+def _check_hyper(eps, momentum) -> None:
+    """eps in (0, inf) and momentum in [0, 1], as numbers (NaN fails both)."""
+    for name, value, ok, span in (("eps", eps, lambda v: 0 < v < math.inf, "(0, inf)"),
+                                  ("momentum", momentum, lambda v: 0 <= v <= 1, "[0, 1]")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+            raise ValueError(f"batch norm: {name} must be a number in {span}, got {value!r}")
+
+
+def _check_params(X: torch.Tensor, **params: torch.Tensor) -> None:
+    """Each parameter and statistic must hold one value per feature (channel) of X."""
+    stats = (1, X.shape[1]) if X.ndim == 2 else (1, X.shape[1], 1, 1)
+    for name, p in params.items():
+        ok = (isinstance(p, torch.Tensor) and p.ndim <= X.ndim and p.numel() == X.shape[1]
+              and tuple(torch.broadcast_shapes(p.shape, stats)) == stats)
+        if not ok:
+            got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+            raise ValueError(f"batch_norm: {name} must hold one value per "
+                             f"{'feature' if X.ndim == 2 else 'channel'} of X, shaped {stats} "
+                             f"for input of shape {tuple(X.shape)}; got {got}")
+
+
 def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                moving_mean: torch.Tensor, moving_var: torch.Tensor, eps: float,
                momentum: float, train_mode: bool = True):
@@ -44,6 +69,8 @@ def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     if X.ndim not in (2, 4):
         raise ValueError(f"batch_norm takes 2-D input (N x features) or 4-D input "
                          f"(N x C x H x W), got a {X.ndim}-D tensor of shape {tuple(X.shape)}")
+    _check_hyper(eps, momentum)
+    _check_params(X, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
     if not train_mode:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
         return gamma * X_hat + beta, moving_mean, moving_var
@@ -80,6 +107,7 @@ class BatchNormLayer(nn.Module):
         else:
             raise ValueError(f"num_dims must be 2 (fully connected) or 4 (convolutional), "
                              f"got {num_dims!r}")
+        _check_hyper(eps, momentum)
         self.num_features, self.num_dims = num_features, num_dims
         self.norm_fn, self.eps, self.momentum = norm_fn, eps, momentum
         self.gamma = nn.Parameter(torch.ones(shape))
@@ -172,6 +200,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def batch_count(text: str) -> int:
+    """An argparse type: 2 or more samples, as batch norm needs to train."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (batch normalization needs two "
+                                         f"samples or more to train on), got {value}")
+    return value
+
+
 def learning_rate(text: str) -> float:
     """An argparse type: a learning rate `Descent` accepts."""
     try:
@@ -182,22 +219,22 @@ def learning_rate(text: str) -> float:
 
 def seed_value(text: str) -> int:
     """An argparse type: a seed `d2lai.seed` accepts."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    try:
+        return check_seed(int(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def common_flags(out: str) -> argparse.ArgumentParser:
     """The flags every script of the chapter takes: length of the run, data, device, output."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batchsize", type=positive_int, default=128)
+    p.add_argument("--batchsize", type=batch_count, default=128)
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (default: $D2LAI_DATA, "
                                        "else ~/.cache/d2lai)")
     p.add_argument("--out", default=out, help=f"folder for plots and tables (default {out})")
-    p.add_argument("--num-train", type=positive_int, help="train on the first N images")
+    p.add_argument("--num-train", type=batch_count, help="train on the first N images")
     p.add_argument("--num-val", type=positive_int, help="validate on the first N test images")
     p.add_argument("--seed", type=seed_value, help="seed for repeatable runs")
     return p
@@ -216,9 +253,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_data(args: argparse.Namespace) -> d2lai.FashionMNISTData:
     """Fashion-MNIST as the flags ask (batchsize, data_root, num_train, num_val).
 
-    A missing, unreadable or corrupt data set exits with the package's message as `error: ...`.
+    A missing, unreadable or corrupt data set, or an --out that cannot be written, exits with
+    the package's message as `error: ...` before anything is trained.
     """
     try:
+        check_output_path(args.out, "--out", folder=True)
         return d2lai.FashionMNISTData(batchsize=args.batchsize, root=args.data_root,
                                       num_train=args.num_train, num_val=args.num_val)
     except (ValueError, TypeError, OSError) as err:
@@ -244,13 +283,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         model, metrics = d2lai.fit(trainer)
         seconds = time.perf_counter() - tic
         gamma, beta = first_batch_norm(model)
-        print(f"first batch-norm layer:\n  gamma = {gamma.numpy().round(4)}\n"
-              f"  beta  = {beta.numpy().round(4)}")
+        show = partial(np.array2string, precision=4, max_line_width=100)
+        print(f"first batch-norm layer:\n  gamma = {show(gamma.numpy())}\n"
+              f"  beta  = {show(beta.numpy())}")
         results[name] = {"model": type(model).__name__, "seconds": seconds,
-                         "metrics": vars(metrics), "history": trainer.history,
-                         "timings": trainer.timings}
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{name}-history.json").write_text(json.dumps(results[name], indent=2))
+                         "metrics": {k: v for k, v in vars(metrics).items() if k != "history"},
+                         "history": trainer.history, "timings": trainer.timings}
+        write_json(out / f"{name}-history.json", results[name])
         if metrics.interrupted:  # Ctrl-C: the reader wants to stop, not start the next model
             break
     print(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"

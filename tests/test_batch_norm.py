@@ -78,7 +78,7 @@ def test_function_by_hand_both_modes():
     X = torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 10.0]])
     gamma, beta = torch.tensor([[2.0, 1.0]]), torch.tensor([[0.5, -1.0]])
     mm, mv = torch.zeros(1, 2), torch.ones(1, 2)
-    Y, new_mm, new_mv = batch_norm(X, gamma, beta, mm, mv, eps=0.0, momentum=0.1)
+    Y, new_mm, new_mv = batch_norm(X, gamma, beta, mm, mv, eps=1e-12, momentum=0.1)
     mean, var = torch.tensor([[3.0, 6.0]]), torch.tensor([[8 / 3, 32 / 3]])
     assert torch.allclose(Y, gamma * (X - mean) / var.sqrt() + beta)
     assert torch.allclose(new_mm, 0.1 * mean)
@@ -242,8 +242,11 @@ def test_cli_missing_data_is_a_clear_error(tmp_path):
 
 def test_cli_bad_flags_are_clear_errors(fashion_root):
     for flags, message in ((["--epochs", "0"], "--epochs: must be a positive integer, got 0"),
-                           (["--lr", "-1"], "--lr: Descent: the learning rate lr must be"),
-                           (["--seed", "-3"], "--seed: must be >= 0")):
+                           (["--lr", "-1"], "--lr: Descent: lr must be a number in"),
+                           (["--seed", "-3"], r"--seed: seed must be an integer in [0, 2**64"),
+                           (["--seed", str(2**64)], "--seed: seed must be an integer in"),
+                           (["--batchsize", "1"], "--batchsize: must be at least 2"),
+                           (["--num-train", "1"], "--num-train: must be at least 2")):
         r = _run(["--data-root", str(fashion_root), *flags])
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     r = _run(["--model", "resnet"])
@@ -263,3 +266,71 @@ def test_ctrl_c_in_the_first_model_skips_the_second(fashion_root, tmp_path, monk
                             "--out", str(tmp_path), "--num-train", "100", "--num-val", "50"])
     assert list(results) == ["scratch"]
     assert results["scratch"]["metrics"]["interrupted"] is True
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"eps": 0.0}, r"eps must be a number in \(0, inf\), got 0.0"),
+    ({"eps": -1e-5}, "eps must be"), ({"eps": float("nan")}, "eps must be"),
+    ({"eps": float("inf")}, "eps must be"), ({"momentum": 1.5}, r"momentum must be a number in "
+                                                                r"\[0, 1\], got 1.5"),
+    ({"momentum": -0.1}, "momentum must be"), ({"momentum": float("nan")}, "momentum must be"),
+    ({"momentum": "0.1"}, "momentum must be"),
+])
+def test_numeric_arguments_outside_their_domain_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BatchNormLayer(6, 4, **kwargs)
+    X = torch.randn(4, 3)
+    p = torch.ones(1, 3)
+    args = {"eps": 1e-5, "momentum": 0.1} | kwargs
+    with pytest.raises(ValueError, match=match):
+        batch_norm(X, p, p, p, p, args["eps"], args["momentum"])
+    BatchNormLayer(6, 4, eps=1e-3, momentum=1.0)  # the edges that make sense are fine
+
+
+def test_parameters_must_match_the_input_layout():
+    X = torch.randn(8, 3)
+    four_d = torch.ones(1, 3, 1, 1)
+    with pytest.raises(ValueError, match=r"gamma must hold one value per feature of X, shaped "
+                                         r"\(1, 3\) for input of shape \(8, 3\); got \(1, 3, 1, 1\)"):
+        batch_norm(X, four_d, four_d, four_d, four_d, 1e-5, 0.1)
+    with pytest.raises(ValueError, match=r"moving_var must hold one value per channel"):
+        batch_norm(torch.randn(8, 3, 4, 4), four_d, four_d, four_d, torch.ones(1, 4, 1, 1),
+                   1e-5, 0.1)
+    Y, *_ = batch_norm(X, torch.ones(3), torch.zeros(3), torch.zeros(3), torch.ones(3),
+                       1e-5, 0.1)  # 1-D parameters broadcast right: accepted
+    assert Y.shape == X.shape
+
+
+def test_cli_refuses_an_out_it_cannot_write_before_training(fashion_root, tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = _run(["--data-root", str(fashion_root), "--epochs", "1", "--out", str(tmp_path / "file")])
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "Train Loss" not in r.stderr
+    assert f"error: --out {tmp_path / 'file'} is a file, not a folder" in r.stderr
+
+
+def test_history_json_is_strict_when_a_run_diverged(fashion_root, tmp_path):
+    import json
+
+    import chapters.batch_norm as chapter
+
+    chapter.main(["--data-root", str(fashion_root), "--epochs", "1", "--cpu", "--num-train",
+                  "200", "--model", "scratch", "--lr", "3e38", "--out", str(tmp_path)])
+    text = (tmp_path / "scratch-history.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    saved = json.loads(text, parse_constant=refuse)
+    assert saved["metrics"]["diverged"] and saved["metrics"]["train_loss"] is None
+
+
+def test_the_chapter_runs_from_any_folder_once_installed(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-m", "chapters.batch_norm", "--help"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--num-train" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-c", "from chapters.batch_norm import BLeNetScratch; "
+                        "print(BLeNetScratch().__class__.__name__)"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "BLeNetScratch", r.stderr
+    assert list(tmp_path.iterdir()) == []
