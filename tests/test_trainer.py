@@ -1,6 +1,7 @@
 """Trainer and fit: training, whole-set validation in eval mode, clipping, logs, bad arguments."""
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -205,3 +206,22 @@ def test_board_scales_are_accepted(tiny_data, yscale):
     trainer = d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1),
                             board_yscale=yscale, verbose=False)
     assert trainer.board.yscale in ("linear", "log")
+
+
+def test_no_progress_bars_go_into_a_log_file(fashion_root, tmp_path):
+    """stderr to a file (a log, CI, nohup): the epoch lines, and not one bar refresh."""
+    import subprocess
+    import sys
+
+    script = ("import d2lai, sys; sys.path.insert(0, 'tests'); from conftest import "
+              "TinyClassifier; data = d2lai.FashionMNISTData(batchsize=16, root=sys.argv[1]); "
+              "d2lai.fit(d2lai.Trainer(TinyClassifier(), data, d2lai.Descent(0.1), "
+              "max_epochs=2))")
+    log = tmp_path / "run.log"
+    with open(log, "w") as f:
+        run = subprocess.run([sys.executable, "-c", script, str(fashion_root)], stderr=f,
+                             cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    text = log.read_text()
+    assert run.returncode == 0, text
+    assert text.count("[ Info: Train Loss:") == 2
+    assert "batch/s" not in text and "\r" not in text and "epoch 1/2" not in text
