@@ -1,0 +1,162 @@
+"""The chapter's notebook: it runs end to end on small generated data, and is committed stripped.
+
+Executing it needs nbclient, nbformat and ipykernel; without them those tests are skipped.
+The checks of the committed file and of the quick-run switch need nothing extra.
+"""
+
+import base64
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "chapters" / "batch_norm.ipynb"
+QUICK_EPOCHS = 2  # the notebook's number of epochs under D2LAI_QUICK=1
+MISSING = "executing the notebook needs nbclient, nbformat and ipykernel (pip install them)"
+
+
+def _code(nb) -> list:
+    return [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
+
+
+def _source(cell) -> str:
+    src = cell["source"]
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _text(cell, stream: str) -> str:
+    return "".join(o["text"] for o in cell["outputs"]
+                   if o["output_type"] == "stream" and o["name"] == stream)
+
+
+def _cell(nb, needle: str):
+    """The one code cell whose source contains `needle`."""
+    found = [c for c in _code(nb) if needle in _source(c)]
+    assert len(found) == 1, f"expected one code cell with {needle!r}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def executed(fashion_root, tmp_path_factory):
+    """The notebook run in a fresh python3 kernel with D2LAI_QUICK=1 on generated data."""
+    for name in ("nbformat", "nbclient", "ipykernel"):
+        pytest.importorskip(name, reason=MISSING)
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # this checkout's code
+    env = {**os.environ, "D2LAI_QUICK": "1", "D2LAI_DATA": str(fashion_root),
+           "PYTHONPATH": os.pathsep.join(paths)}
+    cwd = tmp_path_factory.mktemp("notebook")
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(cwd)}})
+    try:
+        client.execute(env=env)
+    except nbclient.exceptions.CellExecutionError as err:
+        pytest.fail(f"{NOTEBOOK.name} failed:\n{err}", pytrace=False)
+    return nb
+
+
+def test_every_cell_ran_without_error(executed):
+    cells = _code(executed)
+    assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1))
+    errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
+    assert not errors, f"cells raised: {[(e['ename'], e['evalue']) for e in errors]}"
+
+
+@pytest.mark.parametrize("model", ["model", "concise"])
+def test_training_shows_the_live_board_and_logs_each_epoch(executed, model):
+    import matplotlib.image
+
+    cell = _cell(executed, f"Trainer({model}, data")
+    images = [o["data"]["image/png"] for o in cell["outputs"]
+              if o["output_type"] == "display_data" and "image/png" in o["data"]]
+    # The board is shown once and then updated in place (display_id), not appended each epoch.
+    assert len(images) == 1, f"expected one live board, got {len(images)} images"
+    png = base64.b64decode(images[0])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+    assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[2])}) > 10  # drawn, not blank
+    lines = re.findall(r"\[ Info: Train Loss: ([\d.]+), Val Loss: ([\d.]+), Val Acc: ([\d.]+)",
+                       _text(cell, "stderr"))
+    assert len(lines) == QUICK_EPOCHS, _text(cell, "stderr")
+
+
+def test_gamma_beta_and_the_check_against_torch_are_printed(executed):
+    out = _text(_cell(executed, "first_batch_norm(model)"), "stdout")
+    values = {}
+    for name in ("gamma", "beta"):
+        match = re.search(rf"{name}\s*=\s*\[([^\]]*)\]", out)
+        assert match, f"{name} not printed:\n{out}"
+        values[name] = [float(v) for v in match.group(1).split()]
+        assert len(values[name]) == 6, out  # one per channel of the first convolution
+    assert values["gamma"] != [1.0] * 6 or values["beta"] != [0.0] * 6, "training moved nothing"
+
+    out = _text(_cell(executed, "ref = nn.BatchNorm1d(3)"), "stdout")
+    diffs = [float(d) for d in re.findall(r"largest difference from torch: (\S+)", out)]
+    assert len(diffs) == 2 and max(diffs) < 1e-5, out  # training and prediction mode
+
+    out = _text(_cell(executed, "Trainer(concise, data"), "stdout")
+    assert re.search(r"validation accuracy: scratch [\d.]+, concise [\d.]+", out), out
+
+
+def test_committed_notebook_is_stripped_and_imports_the_chapter():
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert "widgets" not in nb["metadata"]
+    for cell in _code(nb):
+        assert cell["outputs"] == [] and cell["execution_count"] is None, (
+            f"cell {cell.get('id')} holds outputs: strip them before committing")
+        assert set(cell["metadata"]) <= {"tags"}, cell["metadata"]
+    code = "\n".join(_source(c) for c in _code(nb))
+    assert "from chapters.batch_norm import" in code
+    for name in ("batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise"):
+        assert not re.search(rf"^\s*(def|class) {name}\b", code, re.M), f"{name} is copied"
+
+
+def _setup_cell(monkeypatch, tmp_path, **env) -> dict:
+    """Run the notebook's first code cell here, with `env`, temporary folders under tmp_path."""
+    for name in ("D2LAI_QUICK", "D2LAI_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    namespace = {}
+    exec(_source(_code(nb)[0]), namespace)
+    return namespace
+
+
+def test_quick_run_generates_data_when_d2lai_data_holds_none(monkeypatch, tmp_path):
+    import d2lai
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    ns = _setup_cell(monkeypatch, tmp_path, D2LAI_QUICK="1", D2LAI_DATA=str(empty))
+    assert (ns["EPOCHS"], ns["NUM_TRAIN"], ns["NUM_VAL"]) == (QUICK_EPOCHS, 256, 128)
+    assert Path(ns["ROOT"]).parent == tmp_path
+    data = d2lai.FashionMNISTData(batchsize=ns["BATCHSIZE"], num_train=ns["NUM_TRAIN"],
+                                  num_val=ns["NUM_VAL"], root=ns["ROOT"], download=False)
+    assert (len(data.train[0]), len(data.val[0])) == (256, 128)
+
+
+def test_quick_run_uses_d2lai_data_when_it_holds_data(monkeypatch, tmp_path, fashion_root):
+    ns = _setup_cell(monkeypatch, tmp_path, D2LAI_QUICK="1", D2LAI_DATA=str(fashion_root))
+    assert ns["ROOT"] == str(fashion_root) and ns["EPOCHS"] == QUICK_EPOCHS
+    assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+@pytest.mark.parametrize("quick", [None, "0", ""])
+def test_without_quick_the_chapter_settings_apply(monkeypatch, tmp_path, quick):
+    env = {} if quick is None else {"D2LAI_QUICK": quick}
+    ns = _setup_cell(monkeypatch, tmp_path, **env)
+    assert (ns["EPOCHS"], ns["BATCHSIZE"], ns["LR"]) == (10, 128, 0.1)
+    assert (ns["NUM_TRAIN"], ns["NUM_VAL"], ns["ROOT"]) == (None, None, None)
+    assert list(tmp_path.iterdir()) == []
