@@ -23,7 +23,7 @@ from .board import ProgressBoard, _in_notebook, check_scale
 from .callbacks import Callback, DrawBoard
 from .checkpoint import Checkpoint
 from .device import check_seed, get_device, seed
-from .model import HEADS
+from .model import HEADS, AbstractClassifier
 from .optim import ACCEPTED, RULES, setup
 
 __all__ = ["Trainer", "Metrics", "fit"]
@@ -95,7 +95,10 @@ class Trainer:
                 tic = time.perf_counter()
                 figures = self.fit_epoch()
                 toc = time.perf_counter()
-                figures |= self.validate()
+                if figures is None:  # a fit_epoch that validates itself (the PyTorch edition's)
+                    figures = {}
+                else:
+                    figures |= self.validate()
                 self._end_epoch(figures, toc - tic, time.perf_counter() - toc)
         except _Diverged as err:
             diverged = True
@@ -129,11 +132,12 @@ class Trainer:
             sums.add(loss, y_hat, batch[-1])
             if sums.due():
                 self._look(sums, good)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             loss.backward()
-            if self.gradient_clip_val > 0:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.gradient_clip_val)
-            self.optimizer.step()
+            with torch.no_grad():  # clipping and the step are no part of the graph
+                if self.gradient_clip_val > 0:
+                    self.clip_gradients(self.gradient_clip_val, self.model)
+                self.optimizer.step()
             self.steps += 1
             if self.steps >= self._end_step:
                 break
@@ -146,15 +150,24 @@ class Trainer:
         self.model.eval()
         sums, n, with_acc = torch.zeros(2, dtype=torch.float64, device=self.device), 0, False
         for batch in self._batches(train=False):
-            loss, acc = _loss_and_acc(self.model.validation_step(batch))
+            out = self.model.validation_step(batch)
+            if out is None:  # a step that only plots its figures: nothing to sum
+                continue
+            loss, acc = _loss_and_acc(out)
             k = len(batch[-1])
             sums[0] += torch.as_tensor(loss, dtype=torch.float64, device=self.device) * k
             if acc is not None:
                 sums[1] += torch.as_tensor(acc, dtype=torch.float64, device=self.device) * k
                 with_acc = True
             n += k
+        if n == 0:
+            return {}
         loss, acc = (sums / n).tolist()
         return {"val_loss": loss, "val_acc": acc if with_acc else None}
+
+    def clip_gradients(self, grad_clip_val: float, model: nn.Module) -> None:
+        """Scale the gradients down so that their global norm is at most `grad_clip_val`."""
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_val)
 
     def prepare_batch(self, batch) -> tuple:
         """The batch as a tuple `(X..., y)` on the training device."""
@@ -216,7 +229,7 @@ class Trainer:
         self.timings["val_s"].append(val_s)
         if self.epoch % self.print_every == 0:
             line = ", ".join(f"{title}: {figures[k]:.4f}" for k, title in _TITLES.items()
-                             if k in figures)
+                             if k in figures) or f"Epoch {self.epoch}"
             logger.log(logging.INFO if self.verbose else logging.DEBUG, line)
         for callback in self.callbacks:
             callback.on_epoch_end(self, self.epoch, figures | {"train_s": train_s,
@@ -268,8 +281,10 @@ class Trainer:
         if kind == "training" and hasattr(self.model, "output_head"):
             head = self.model.output_head(y_hat)
             self._num_scores = y_hat.shape[1]
+            own = type(self.model).loss is not AbstractClassifier.loss
             logger.log(logging.INFO if self.verbose else logging.DEBUG, "%s outputs %s: loss %s",
-                       type(self.model).__name__, head.replace("_", "-"), HEADS[head])
+                       type(self.model).__name__, head.replace("_", "-"),
+                       "its own" if own else HEADS[head])
             _check_all_labels(self.data, self._num_scores)
 
 

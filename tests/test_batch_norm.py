@@ -291,7 +291,8 @@ def test_parameters_must_match_the_input_layout():
     X = torch.randn(8, 3)
     four_d = torch.ones(1, 3, 1, 1)
     with pytest.raises(ValueError, match=r"gamma must hold one value per feature of X, shaped "
-                                         r"\(1, 3\) for input of shape \(8, 3\); got \(1, 3, 1, 1\)"):
+                                         r"\(1, 3\) for input of shape \(8, 3\); "
+                                         r"got \(1, 3, 1, 1\)"):
         batch_norm(X, four_d, four_d, four_d, four_d, 1e-5, 0.1)
     with pytest.raises(ValueError, match=r"moving_var must hold one value per channel"):
         batch_norm(torch.randn(8, 3, 4, 4), four_d, four_d, four_d, torch.ones(1, 4, 1, 1),

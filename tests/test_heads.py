@@ -53,6 +53,15 @@ def test_the_head_is_guessed_and_logged_once(tiny_data, caplog):
                       board=False).fit()
     lines = [r.getMessage() for r in caplog.records if "outputs" in r.getMessage()]
     assert lines == ["Net outputs logits: loss cross_entropy, which applies the softmax itself"]
+
+    class OwnLoss(Net):
+        def loss(self, y_hat, y):
+            return super().loss(y_hat, y)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="d2lai"):
+        d2lai.Trainer(OwnLoss(), tiny_data, d2lai.Descent(0.1), max_epochs=1, board=False).fit()
+    assert "OwnLoss outputs logits: loss its own" in caplog.text
     assert guess_head(torch.softmax(torch.randn(4, 3), 1)) == "probabilities"
     assert guess_head(torch.log_softmax(torch.randn(4, 3), 1)) == "log_probabilities"
     assert guess_head(torch.randn(4, 3)) == "logits"
