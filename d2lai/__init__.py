@@ -5,6 +5,8 @@ from .callbacks import Callback, EarlyStopping
 from .data import (
     AbstractData,
     FashionMNISTData,
+    MNISTData,
+    MNISTLikeData,
     SyntheticRegressionData,
     TensorLoader,
     get_dataloader,
@@ -52,6 +54,8 @@ __all__ = [
     "Descent",
     "EarlyStopping",
     "FashionMNISTData",
+    "MNISTData",
+    "MNISTLikeData",
     "Metrics",
     "Momentum",
     "Nesterov",
