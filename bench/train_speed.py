@@ -13,8 +13,8 @@ For each model (BLeNetScratch, BLeNetConcise), batch 128, Descent(0.1), on the s
   batch_size=128), one per `--workers` setting, feeding the bare loop.
 
 Fairness on a noisy machine: configurations run in lockstep, one epoch each in turn. Each fit
-runs warm-up + N epochs in one call; after each of its epochs (its times already taken, when it
-draws the epoch on its board) one epoch of each plain loop beside it runs, in an order rotated
+runs warm-up + N epochs in one call; after each of its epochs (its times already taken, in a
+callback at the epoch's end) one epoch of each plain loop beside it runs, in an order rotated
 every epoch. Three fits a model: verbose with a bare loop beside it, quiet with another bare
 loop, verbose again with the dataloaders. So each ratio compares two configurations whose epochs
 alternated. Figures are the median of the N timed epochs (the warm-up dropped), and the fastest
@@ -81,8 +81,10 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterator,
     return time.perf_counter() - tic
 
 
-def slices(X: torch.Tensor, y: torch.Tensor, batchsize: int, gen: torch.Generator) -> Iterator:
-    """Shuffled batches of tensors in memory (a last batch of one merged, as d2lai does).
+def slices(X: torch.Tensor, y: torch.Tensor, batchsize: int, gen: torch.Generator,
+           transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Iterator:
+    """Shuffled batches of tensors in memory (a last batch of one merged, as d2lai does), the
+    inputs passed through `transform` batch by batch (stored uint8 images -> float32 input).
 
     index_select, as d2lai uses: X[idx] does the same about 5 times slower (~0.15 ms a batch).
     """
@@ -92,7 +94,8 @@ def slices(X: torch.Tensor, y: torch.Tensor, batchsize: int, gen: torch.Generato
     while lo < n:
         hi = n if n - lo <= batchsize + 1 else lo + batchsize
         idx = order[lo:hi]
-        yield X.index_select(0, idx), y.index_select(0, idx)
+        Xb = X.index_select(0, idx)
+        yield (Xb if transform is None else transform(Xb)), y.index_select(0, idx)
         lo = hi
 
 
@@ -110,10 +113,11 @@ class PlainLoop:
 
 
 def bare_loop(name: str, data: d2lai.FashionMNISTData, device: torch.device) -> PlainLoop:
-    """The limit: index slices of the data object's own training tensors."""
+    """The limit: index slices of the data object's own stored training tensors, each batch
+    passed through `data.transform` where it is, as d2lai's loader does."""
     model, gen = _fresh(name)
     return PlainLoop("bare", model, lambda: slices(*(t.to(device) for t in data.train),
-                                                   BATCHSIZE, gen), device)
+                                                   BATCHSIZE, gen, data.transform), device)
 
 
 def loader_loop(name: str, root: Path, args: argparse.Namespace, workers: int,
@@ -133,23 +137,26 @@ def loader_loop(name: str, root: Path, args: argparse.Namespace, workers: int,
     return PlainLoop(f"dataloader_w{workers}", model, lambda: iter(loader), device)
 
 
+class StepBeside(d2lai.Callback):
+    """After each epoch of a fit (its times already taken), one epoch of each plain loop."""
+
+    def __init__(self, beside: list[PlainLoop]):
+        self.beside = beside
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None:
+        state, k = torch.get_rng_state(), epoch % len(self.beside)
+        for loop in self.beside[k:] + self.beside[:k]:  # an order rotated every epoch
+            loop.epoch()
+        torch.set_rng_state(state)  # the fit's own shuffles stay as if it ran alone
+
+
 def fit_beside(name: str, data: d2lai.FashionMNISTData, args: argparse.Namespace, verbose: bool,
                beside: list[PlainLoop], board: Path) -> tuple[Trainer, nn.Module]:
     """`d2lai.fit` a fresh model; after each epoch, one epoch of each loop in `beside`."""
     model, _ = _fresh(name)
     trainer = Trainer(model, data, Descent(LR), max_epochs=1 + args.epochs, gpu=args.gpu,
-                      board_yscale="identity", verbose=verbose, board_path=board)
-    draw = trainer.board.draw
-
-    def draw_then_step_beside(x, y, label: str) -> None:
-        draw(x, y, label)
-        if label == "train_loss":  # once an epoch, after the trainer has timed it
-            state, k = torch.get_rng_state(), int(x) % len(beside)
-            for loop in beside[k:] + beside[:k]:
-                loop.epoch()
-            torch.set_rng_state(state)  # the fit's own shuffles stay as if it ran alone
-
-    trainer.board.draw = draw_then_step_beside
+                      board_yscale="identity", verbose=verbose, board_path=board,
+                      callbacks=[StepBeside(beside)])
     model, _ = d2lai.fit(trainer)
     return trainer, model
 

@@ -124,7 +124,7 @@ class Trainer:
         state before the batches not yet looked at.
         """
         self.model.train()
-        sums = _EpochSums(self.check_every.get(self.device.type, 25), steps=self.steps)
+        sums = _EpochSums(self.check_every.get(self.device.type, 25), self.steps, self.device)
         for batch in self._batches(train=True):
             if sums.all_checked():
                 good = _snapshot(self.model, weights=sums.every > 1)
@@ -214,10 +214,11 @@ class Trainer:
         bad = sums.check()
         if bad is not None:
             self.model.load_state_dict(good, strict=False)
-            raise _Diverged(self.epoch + 1, bad, sums.losses[bad - 1], sums.checked + 1,
-                            first_step=sums.steps == 0 and bad == 1)
+            batch, loss = bad
+            raise _Diverged(self.epoch + 1, batch, loss, sums.checked + 1,
+                            first_step=sums.steps == 0 and batch == 1)
         if self.verbose and sums.count:
-            self._bar.set_postfix_str(f"loss {float(sums.losses[-1]):.4f}", refresh=False)
+            self._bar.set_postfix_str(f"loss {sums.last:.4f}", refresh=False)
 
     def _end_epoch(self, figures: dict, train_s: float, val_s: float) -> None:
         """Record an epoch's figures, log them every `print_every`, run the callbacks."""
@@ -336,11 +337,18 @@ class _Diverged(Exception):
 
 
 class _EpochSums:
-    """An epoch's losses (and correct predictions), kept on the device: no sync per batch."""
+    """An epoch's loss and correct-prediction sums, on the device (no sync per batch).
 
-    def __init__(self, every: int, steps: int):
-        self.every, self.steps, self.losses, self.sizes, self.correct = every, steps, [], [], []
-        self.count = self.checked = 0
+    The losses not yet looked at wait in a small preallocated window: no tensor is kept per
+    batch, which would fragment the heap between large batches and grow memory all epoch.
+    """
+
+    def __init__(self, every: int, steps: int, device: torch.device):
+        self.every, self.steps, self.with_acc = every, steps, True
+        self.window = torch.zeros(every, device=device)
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x size, correct
+        self.count = self.checked = self.samples = 0
+        self.last = math.nan
 
     def all_checked(self) -> bool:
         return self.checked == self.count
@@ -349,29 +357,33 @@ class _EpochSums:
         return self.count - self.checked >= self.every
 
     def add(self, loss: torch.Tensor, y_hat: torch.Tensor | None, y: torch.Tensor) -> None:
-        self.losses.append(loss.detach())
-        self.sizes.append(len(y))
+        loss = loss.detach()
+        self.window[self.count - self.checked] = loss
+        self.sums[0] += loss.double() * len(y)
+        if isinstance(y_hat, torch.Tensor) and y_hat.ndim == 2 and y.ndim == 1 \
+                and len(y_hat) == len(y):
+            self.sums[1] += (y_hat.detach().argmax(1) == y).sum()
+        else:
+            self.with_acc = False
         self.count += 1
-        if y_hat is not None and isinstance(y_hat, torch.Tensor) and y_hat.ndim == 2 \
-                and y.ndim == 1 and len(y_hat) == len(y):
-            self.correct.append((y_hat.detach().argmax(1) == y).sum())
+        self.samples += len(y)
 
-    def check(self) -> int | None:
-        """The batch number (from 1) of the first non-finite loss not yet looked at, or None."""
-        if self.checked == self.count:
+    def check(self) -> tuple[int, float] | None:
+        """(batch number from 1, loss) of the first non-finite loss not yet looked at, or None."""
+        pending = self.count - self.checked
+        if pending == 0:
             return None
-        bad = (~torch.isfinite(torch.stack(self.losses[self.checked:]))).nonzero()
+        bad = (~torch.isfinite(self.window[:pending])).nonzero()
         if len(bad):
-            return self.checked + int(bad[0]) + 1
-        self.checked = self.count
+            return self.checked + int(bad[0]) + 1, float(self.window[int(bad[0])])
+        self.last, self.checked = float(self.window[pending - 1]), self.count
         return None
 
     def means(self) -> dict[str, float]:
-        n = sum(self.sizes)
-        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.losses[0].device)
-        out = {"train_loss": float(torch.stack(self.losses).double() @ sizes) / n}
-        if len(self.correct) == self.count:
-            out["train_acc"] = float(torch.stack(self.correct).sum()) / n
+        loss, correct = self.sums.tolist()
+        out = {"train_loss": loss / self.samples}
+        if self.with_acc:
+            out["train_acc"] = correct / self.samples
         return out
 
 
