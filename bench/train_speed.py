@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -212,26 +213,35 @@ def bench_model(name: str, data: d2lai.FashionMNISTData, root: Path,
     return res
 
 
+# Runs the chapter and, as it exits, prints its own peak RSS: the kernel's VmHWM of this
+# process alone (ru_maxrss from wait4 would carry over the peak of the parent it forked from).
+_REPORT_PEAK = (
+    "import atexit, runpy, sys\n"
+    "def peak():\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        kib = [int(l.split()[1]) for l in f if l.startswith('VmHWM:')][0]\n"
+    "    print(f'PEAK_RSS_KIB {kib}', file=sys.stderr)\n"
+    "atexit.register(peak)\n"
+    "sys.argv = ['chapters.batch_norm', *sys.argv[1:]]\n"
+    "runpy.run_module('chapters.batch_norm', run_name='__main__')\n"
+)
+
+
 def peak_memory(root: Path, args: argparse.Namespace, tmp: Path) -> dict:
     """Peak resident memory of `python -m chapters.batch_norm --epochs 1 --cpu`, run apart."""
-    cmd = [sys.executable, "-m", "chapters.batch_norm", "--epochs", "1", "--cpu",
-           "--data-root", str(root), "--out", str(tmp / "chapter")]
+    flags = ["--epochs", "1", "--cpu", "--data-root", str(root), "--out", str(tmp / "chapter")]
     for flag, value in (("--num-train", args.num_train), ("--num-val", args.num_val)):
         if value is not None:
-            cmd += [flag, str(value)]
-    shown = " ".join(["python", *cmd[1:]])
+            flags += [flag, str(value)]
+    shown = " ".join(["python -m chapters.batch_norm", *flags[:3], *flags[7:]])  # no paths
     print(f"memory: {shown}", file=sys.stderr)
-    log = tmp / "chapter.log"
     tic = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)  # the rusage of this child alone
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"the chapter run failed ({proc.returncode}):\n"
-                         f"{log.read_text()[-3000:]}")
-    kib = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)
-    return {"command": shown, "peak_rss_mib": kib / 1024,
+    run = subprocess.run([sys.executable, "-c", _REPORT_PEAK, *flags], cwd=REPO,
+                         capture_output=True, text=True)
+    found = re.findall(r"PEAK_RSS_KIB (\d+)", run.stderr)
+    if run.returncode != 0 or not found:
+        raise SystemExit(f"the chapter run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+    return {"command": shown, "peak_rss_mib": int(found[-1]) / 1024,
             "seconds": time.perf_counter() - tic}
 
 
