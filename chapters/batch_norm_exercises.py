@@ -1,26 +1,20 @@
 """Exercises of the Batch Normalization chapter, one subcommand an exercise.
 
-`python -m chapters.batch_norm_exercises --help` lists them. Each trains its variants with
-`d2lai.Trainer` + `d2lai.fit` on one Fashion-MNIST load, prints a table and writes NAME.json
-and PNG plots under `--out` (default out/exercises).
+`python -m chapters.batch_norm_exercises --help` lists them. Each is a `d2lai.runs.sweep` of its
+variants (and learning rates) on one Fashion-MNIST load: it prints a table and writes NAME.json
+(flags and records), NAME/runs.csv and PNG plots under `--out` (default out/exercises).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-import d2lai
 from chapters.batch_norm import (
     BatchNormLayer,
     BLeNetConcise,
@@ -30,15 +24,16 @@ from chapters.batch_norm import (
     learning_rate,
     load_data,
 )
-from d2lai import AbstractClassifier, Descent, Trainer
+from d2lai import AbstractClassifier, Descent
+from d2lai.files import write_json
+from d2lai.runs import RunTable, grid, sweep
 
 __all__ = ["LeNet", "batch_norm_mean_only", "batch_norm_std_only", "no_bias_before_bn",
-           "keep_batch_norm", "fix_affine", "add_dropout", "with_norm_fn", "train_all",
-           "print_table", "main"]
+           "keep_batch_norm", "fix_affine", "add_dropout", "with_norm_fn", "main"]
 
 BN_TYPES = (nn.modules.batchnorm._BatchNorm, BatchNormLayer)
-Variants = list[tuple[str, Callable[[], nn.Module]]]
-SWEEP_TITLES = {"LeNet": "Without BatchNorm", "BLeNetConcise": "With BatchNorm"}
+Variants = dict[str, Callable[[], nn.Module]]  # label: a function that builds the model
+LRS = [0.1, 0.5, 2.0, 5.0, 10.0, 20.0, 50.0]  # LeNet fails from 5 on, BLeNetConcise at 50
 
 
 # --- the pieces the exercises add -----------------------------------------------------------
@@ -145,196 +140,54 @@ def fix_affine(model: nn.Module, random: bool = False) -> nn.Module:
     return model
 
 
-# --- training, tables, plots ----------------------------------------------------------------
+# --- the exercises: each names its variants -----------------------------------------------
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
-
-
-def train_all(name: str, variants: Variants, data: d2lai.FashionMNISTData,
-              args: argparse.Namespace, lr: float) -> list[dict]:
-    """Train each (label, build) from the same seed with Descent(lr); one table row each."""
-    rows = []
-    for label, build in variants:
-        d2lai.seed(args.seed)
-        model = build()
-        params = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        board = Path(args.out) / f"{name}-boards" / f"{_slug(label)}-lr{lr:g}.png"
-        trainer = Trainer(model, data, Descent(lr), max_epochs=args.epochs, gpu=not args.cpu,
-                          board_yscale="identity", board_path=board, seed=args.seed)
-        print(f"\n[{name}] {label}: {params} parameters ({trainable} trainable), "
-              f"{args.epochs} epochs of Descent({lr:g}), batch {args.batchsize}")
-        tic = time.perf_counter()
-        _, m = d2lai.fit(trainer)
-        finite = math.isfinite(m.train_loss) and math.isfinite(m.val_loss)
-        status = ("interrupted" if m.interrupted else "diverged" if m.diverged or not finite
-                  else "ok")
-        rows.append({"variant": label, "lr": lr, "params": params, "trainable": trainable,
-                     "epochs": m.epochs, "train_loss": m.train_loss, "val_loss": m.val_loss,
-                     "val_acc": m.val_acc, "status": status,
-                     "seconds": time.perf_counter() - tic, "history": trainer.history})
-        if m.interrupted:
-            print("interrupted: skipping the remaining runs")
-            break
-    return rows
-
-
-def _cell(key: str, value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if key == "lr":
-        return f"{value:g}"
-    if isinstance(value, float):
-        return f"{value:.1f}" if key == "seconds" else f"{value:.4f}"
-    return str(value)
-
-
-def print_table(rows: list[dict]) -> str:
-    """Print the rows as an aligned text table (all keys but the history); return the text."""
-    keys = [k for k in rows[0] if k != "history"]
-    cells = [[k.replace("_", " ") for k in keys]] + [[_cell(k, r[k]) for k in keys] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(keys))]
-    text = "\n".join("  ".join(c.ljust(w) if keys[i] in ("variant", "status") else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(line, widths, strict=True)))
-                     for line in cells)
-    print("\n" + text)
-    return text
-
-
-def _save(fig: Figure, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    print(f"plot saved to {path}")
-
-
-def _status(r: dict) -> str:
-    return "" if r["status"] == "ok" else f" ({r['status']})"
-
-
-def plot_histories(rows: list[dict], path: Path, title: str, by_variant: bool = False) -> None:
-    """Training loss (top) and validation accuracy (bottom) per epoch, a line a run.
-
-    With `by_variant`, one column a variant and a line a learning rate; else a line a variant.
-    """
-    groups = {}
-    for r in rows:
-        groups.setdefault(r["variant"] if by_variant else "", []).append(r)
-    fig = Figure(figsize=(5.5 * len(groups), 7), layout="constrained")
-    axes = fig.subplots(2, len(groups), squeeze=False, sharex=True)
-    for col, (group, runs) in enumerate(groups.items()):
-        for r in runs:
-            label = (f"lr {r['lr']:g}" if by_variant else r["variant"]) + _status(r)
-            for ax, key in zip(axes[:, col], ("train_loss", "val_acc"), strict=True):
-                ys = r["history"].get(key, [])
-                ax.plot(range(1, len(ys) + 1), ys, marker="o", markersize=3, label=label)
-        axes[0, col].set_title(f"{SWEEP_TITLES[group]} ({group})" if group in SWEEP_TITLES
-                               else group)
-        axes[1, col].set_xlabel("epoch")
-        axes[1, col].legend(fontsize="small")
-    for ax in axes.flat:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-    axes[0, 0].set_ylabel("mean training loss")
-    axes[1, 0].set_ylabel("validation accuracy")
-    fig.suptitle(title)
-    _save(fig, path)
-
-
-def plot_sweep(rows: list[dict], path: Path, epochs: int) -> None:
-    """Final validation accuracy against the learning rate; a diverged run is an x at 0."""
-    fig = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    for (model, title), color in zip(SWEEP_TITLES.items(), ("C0", "C1"), strict=True):
-        ok = [r for r in rows if r["variant"] == model and r["status"] == "ok"]
-        bad = [r for r in rows if r["variant"] == model and r["status"] == "diverged"]
-        ax.plot([r["lr"] for r in ok], [r["val_acc"] for r in ok], "o-", color=color,
-                label=f"{title} ({model})")
-        if bad:
-            ax.plot([r["lr"] for r in bad], [0.0] * len(bad), "x", color=color, markersize=10,
-                    mew=2, label=f"{title}: diverged (drawn at 0)")
-    ax.set_xscale("log")
-    ax.set_ylim(-0.03, 1.0)
-    ax.set_xlabel("learning rate of Descent")
-    ax.set_ylabel(f"validation accuracy after {epochs} epochs")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.suptitle("LeNet with and without batch normalization")
-    _save(fig, path)
-
-
-def _json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-# --- the exercises --------------------------------------------------------------------------
-
-def ex_bias(data, args) -> list[dict]:
+def ex_bias(args) -> Variants:
     """BLeNetConcise as written against the same net without the biases that feed batch norm."""
-    return train_all("bias", [("BLeNetConcise (with bias)", BLeNetConcise),
-                              ("no bias before BN", lambda: no_bias_before_bn(BLeNetConcise()))],
-                     data, args, args.lr)
+    return {"BLeNetConcise (with bias)": BLeNetConcise,
+            "no bias before BN": lambda: no_bias_before_bn(BLeNetConcise())}
 
 
-def ex_lr_sweep(data, args) -> list[dict]:
-    """LeNet and BLeNetConcise for each learning rate; accuracy against the rate."""
-    rows = []
-    for lr in args.lrs:
-        rows += train_all("lr-sweep", [("LeNet", LeNet), ("BLeNetConcise", BLeNetConcise)],
-                          data, args, lr)
-        if rows[-1]["status"] == "interrupted":
-            break
-    plot_sweep(rows, Path(args.out) / "lr-sweep-accuracy.png", args.epochs)
-    return rows
+def ex_lr_sweep(args) -> Variants:
+    """LeNet and BLeNetConcise, each at every rate of --lrs."""
+    return {"LeNet": LeNet, "BLeNetConcise": BLeNetConcise}
 
 
-def ex_every_layer(data, args) -> list[dict]:
+def ex_every_layer(args) -> Variants:
     """The concise LeNet with batch norm after every layer, after the convs, the dense, none."""
     places = [("BN after every layer", True, True), ("BN after conv only", True, False),
               ("BN after dense only", False, True), ("no BN", False, False)]
-    return train_all("every-layer", [(label, lambda c=c, d=d: keep_batch_norm(BLeNetConcise(),
-                                                                              c, d))
-                                     for label, c, d in places], data, args, args.lr)
+    return {label: lambda c=c, d=d: keep_batch_norm(BLeNetConcise(), c, d)
+            for label, c, d in places}
 
 
-def ex_lite(data, args) -> list[dict]:
+def ex_lite(args) -> Variants:
     """BLeNetScratch with full batch norm, mean removal only, division by the std only."""
-    return train_all("lite", [
-        ("full batch norm", BLeNetScratch),
-        ("mean only", lambda: with_norm_fn(BLeNetScratch(), batch_norm_mean_only)),
-        ("std only", lambda: with_norm_fn(BLeNetScratch(), batch_norm_std_only)),
-    ], data, args, args.lr)
+    return {"full batch norm": BLeNetScratch,
+            "mean only": lambda: with_norm_fn(BLeNetScratch(), batch_norm_mean_only),
+            "std only": lambda: with_norm_fn(BLeNetScratch(), batch_norm_std_only)}
 
 
-def ex_fixed_affine(data, args) -> list[dict]:
+def ex_fixed_affine(args) -> Variants:
     """BLeNetScratch with trainable gamma/beta, fixed at 1/0, fixed at random values."""
-    return train_all("fixed-affine", [
-        ("trainable gamma, beta", BLeNetScratch),
-        ("fixed gamma=1, beta=0", lambda: fix_affine(BLeNetScratch())),
-        ("fixed random gamma, beta", lambda: fix_affine(BLeNetScratch(), random=True)),
-    ], data, args, args.lr)
+    return {"trainable gamma, beta": BLeNetScratch,
+            "fixed gamma=1, beta=0": lambda: fix_affine(BLeNetScratch()),
+            "fixed random gamma, beta": lambda: fix_affine(BLeNetScratch(), random=True)}
 
 
-def ex_dropout(data, args) -> list[dict]:
+def ex_dropout(args) -> Variants:
     """The concise LeNet with neither, dropout after the dense layers, batch norm, both."""
     p = args.dropout
-    return train_all("dropout", [
-        ("neither", lambda: keep_batch_norm(BLeNetConcise(), False, False)),
-        (f"dropout {p:g}", lambda: add_dropout(keep_batch_norm(BLeNetConcise(), False, False), p)),
-        ("batch norm", BLeNetConcise),
-        (f"batch norm + dropout {p:g}", lambda: add_dropout(BLeNetConcise(), p)),
-    ], data, args, args.lr)
+    return {"neither": lambda: keep_batch_norm(BLeNetConcise(), False, False),
+            f"dropout {p:g}": lambda: add_dropout(keep_batch_norm(BLeNetConcise(), False, False),
+                                                  p),
+            "batch norm": BLeNetConcise,
+            f"batch norm + dropout {p:g}": lambda: add_dropout(BLeNetConcise(), p)}
 
 
 EXERCISES = {
     "bias": (ex_bias, "1. should the bias before a batch-norm layer go?"),
-    "lr-sweep": (ex_lr_sweep, "2. learning rates for LeNet with and without batch norm"),
+    "lr-sweep": (ex_lr_sweep, "2. how large a learning rate, with and without batch norm?"),
     "every-layer": (ex_every_layer, "3. do we need batch norm in every layer?"),
     "lite": (ex_lite, "4. 'lite' batch norm: only remove the mean, or only divide by the std"),
     "fixed-affine": (ex_fixed_affine, "5. fix gamma and beta (not trained)"),
@@ -347,6 +200,10 @@ EXERCISES = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = common_flags("out/exercises")
     common.set_defaults(seed=0)
+    common.add_argument("--resume", action="store_true",
+                        help="skip the runs finished in --out by an earlier, stopped try")
+    common.add_argument("--tensorboard", action="store_true",
+                        help="also write TensorBoard logs under OUT/NAME/tensorboard/")
     p = argparse.ArgumentParser(
         prog="python -m chapters.batch_norm_exercises",
         description="The Batch Normalization chapter's exercises, trained on Fashion-MNIST.")
@@ -354,9 +211,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, (_, help_) in EXERCISES.items():
         q = sub.add_parser(name, parents=[common], help=help_, description=help_)
         if name == "lr-sweep":
-            q.add_argument("--lrs", type=learning_rate, nargs="+",
-                           default=[0.05, 0.1, 0.5, 0.75, 1.0],
-                           help="learning rates of Descent (default 0.05 0.1 0.5 0.75 1.0)")
+            q.add_argument("--lrs", type=learning_rate, nargs="+", default=LRS,
+                           help="learning rates of Descent (default "
+                                f"{' '.join(f'{x:g}' for x in LRS)})")
         else:
             q.add_argument("--lr", type=learning_rate, default=0.1, help="learning rate of Descent")
         if name == "dropout":
@@ -367,19 +224,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    """Run one exercise: train its variants, print the table, write NAME.json and the plots."""
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
+
+
+def _sizes(make: Callable[[], nn.Module]) -> dict[str, int]:
+    params = list(make().parameters())
+    return {"params": sum(p.numel() for p in params),
+            "trainable": sum(p.numel() for p in params if p.requires_grad)}
+
+
+def main(argv: list[str] | None = None) -> RunTable:
+    """Run one exercise as a sweep; print its table (a row a run), write NAME.json and plots."""
     args = parse_args(argv)
     data = load_data(args)
-    rows = EXERCISES[args.exercise][0](data, args)
-    out = Path(args.out)
-    table = print_table(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"exercise": args.exercise, "args": vars(args), "table": table, "rows": rows}
-    (out / f"{args.exercise}.json").write_text(json.dumps(_json_safe(summary), indent=2))
-    print(f"table written to {out / (args.exercise + '.json')}")
-    plot_histories(rows, out / f"{args.exercise}.png", EXERCISES[args.exercise][1],
-                   by_variant=args.exercise == "lr-sweep")
+    name, (variants_of, title) = args.exercise, EXERCISES[args.exercise]
+    variants, out = variants_of(args), Path(args.out)
+    label = {id(make): text for text, make in variants.items()}
+
+    def build(s):
+        board = out / f"{name}-boards" / f"{_slug(label[id(s['variant'])])}-lr{s['lr']:g}.png"
+        return {"model": s["variant"](), "data": data, "opt": Descent(s["lr"]),
+                "board_path": board}
+
+    lrs = list(dict.fromkeys(args.lrs)) if name == "lr-sweep" else [args.lr]
+    runs = grid({"lr": lrs, "variant": variants})
+    try:
+        table = sweep(runs, build, out / name, restart=not args.resume, verbose=True,
+                      tensorboard=args.tensorboard, max_epochs=args.epochs, gpu=not args.cpu,
+                      seed=args.seed, board_yscale="identity")
+    except ImportError as err:  # --tensorboard without the package
+        raise SystemExit(f"error: {err}") from None
+    names = {run.name for run in runs}
+    table = RunTable(r for r in table.records if r["run"] in names)
+    sizes = {text: _sizes(make) for text, make in variants.items()}
+    rows = RunTable({"variant": r["variant"], "lr": r["lr"], **sizes[r["variant"]],
+                     "epochs": r["epoch"], **{k: r[k] for k in ("train_loss", "train_acc",
+                                                                "val_loss", "val_acc", "status")},
+                     "seconds": r["run_s"]} for r in table.final().records)
+    text = rows.print()
+    write_json(out / f"{name}.json", {"exercise": name, "args": vars(args), "table": text,
+                                      "rows": rows.records, "records": table.records})
+    print(f"table written to {out / (name + '.json')} and {out / name / 'runs.csv'}")
+    plots = {f"{name}.png": (table.plot_curves(["train_loss", "val_acc"]), title)}
+    if name == "lr-sweep":
+        plots["lr-sweep-accuracy.png"] = (table.plot_final("val_acc", "lr", by="variant"),
+                                          f"LeNet with and without batch norm, {args.epochs} "
+                                          f"epochs of Descent")
+    for file, (fig, heading) in plots.items():
+        fig.axes[0].set_title(heading)
+        fig.savefig(out / file, dpi=120)
+        print(f"plot saved to {out / file}")
     return rows
 
 

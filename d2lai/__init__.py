@@ -37,6 +37,7 @@ from .optim import (
     WeightDecay,
     setup,
 )
+from .runs import Run, RunTable, grid, sweep
 from .trainer import Metrics, Trainer, fit
 
 __version__ = "0.1.0"
@@ -62,6 +63,8 @@ __all__ = [
     "OptimiserChain",
     "ProgressBoard",
     "RMSProp",
+    "Run",
+    "RunTable",
     "SyntheticRegressionData",
     "TensorLoader",
     "Trainer",
@@ -72,11 +75,13 @@ __all__ = [
     "forward",
     "get_dataloader",
     "get_device",
+    "grid",
     "loss",
     "save_gif",
     "save_plot",
     "seed",
     "setup",
+    "sweep",
     "train_dataloader",
     "training_step",
     "val_dataloader",

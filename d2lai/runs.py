@@ -1,0 +1,527 @@
+"""Runs: train every combination of some settings, one record an epoch, compared in one table.
+
+`grid` names the combinations, `sweep` trains each with `Trainer` + `fit` (resumable, with
+statuses for runs that diverge or fail), `RunTable` prints, saves, loads and plots the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import itertools
+import json
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .board import check_plot_path
+from .callbacks import Callback
+from .device import seed as seed_all
+from .files import check_output_path, write_json
+from .trainer import Metrics, Trainer
+
+__all__ = ["Run", "grid", "sweep", "RunTable"]
+
+FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
+COLUMNS = ("run", "epoch", *FIGURES, "epoch_s", "run_s", "status")  # then the settings
+FINISHED = ("ok", "diverged", "failed")  # "interrupted" runs are redone by the next sweep
+BAD = ("diverged", "failed")
+TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
+        "val_acc": "accuracy/val", "epoch_s": "seconds/epoch"}
+_TRAINER_ARGS = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+
+
+# --- runs and their names -------------------------------------------------------------------
+
+def _label(value) -> Any:
+    """A setting's value as names and tables show it: numbers and strings as they are, classes
+    and functions by `__name__`, anything else by `str`."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return getattr(value, "__name__", None) or str(value)
+
+
+def _text(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass
+class Run:
+    """One run of a sweep: its unique `name` and the `settings` its build gets.
+
+    `columns` holds the settings as the table shows them (by name); filled in if not given.
+    """
+
+    name: str
+    settings: dict[str, Any]
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Run: name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.settings, dict):
+            raise TypeError(f"Run {self.name!r}: settings must be a dict, got "
+                            f"{type(self.settings).__name__}")
+        _check_keys(self.settings)
+        self.columns = self.columns or {k: _label(v) for k, v in self.settings.items()}
+
+
+def _check_keys(settings: dict) -> None:
+    for key in settings:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"setting names must be non-empty strings, got {key!r}")
+        if key in COLUMNS:
+            raise ValueError(f"setting {key!r} would hide the table's column of that name: "
+                             f"rename it (the columns are {', '.join(COLUMNS)})")
+
+
+def grid(settings: dict[str, list]) -> list[Run]:
+    """Every combination of the named settings once, the last setting varying fastest.
+
+    A setting's values are a list, or a dict {name: value} to name them in the run names.
+    """
+    if not isinstance(settings, dict) or not settings:
+        raise ValueError(f"grid takes a non-empty dict of settings, e.g. dict(lr=[0.01, 0.1]), "
+                         f"got {settings!r}")
+    _check_keys(settings)
+    named = {}
+    for key, values in settings.items():
+        if isinstance(values, dict):
+            labels, values = [str(k) for k in values], list(values.values())
+        elif isinstance(values, (list, tuple)):
+            labels = [_label(v) for v in values]
+        else:
+            raise TypeError(f"setting {key!r} must be a list of values (or a dict "
+                            f"{{name: value}}), got {type(values).__name__} {values!r}")
+        if not values:
+            raise ValueError(f"setting {key!r} has no values: give at least one")
+        texts = [_text(label) for label in labels]
+        twice = sorted({t for t in texts if texts.count(t) > 1})
+        if twice:
+            raise ValueError(f"setting {key!r} has two values shown as {twice[0]!r}, so two runs "
+                             f"would have the same name: name them with a dict, e.g. "
+                             f"{key}={{'a': ..., 'b': ...}}")
+        named[key] = list(zip(labels, values, strict=True))
+    runs = []
+    for combo in itertools.product(*named.values()):
+        keys = list(named)
+        name = ",".join(f"{k}={_text(label)}" for k, (label, _) in zip(keys, combo, strict=True))
+        runs.append(Run(name, {k: v for k, (_, v) in zip(keys, combo, strict=True)},
+                        {k: label for k, (label, _) in zip(keys, combo, strict=True)}))
+    return runs
+
+
+# --- recording a run ------------------------------------------------------------------------
+
+def _finite(value) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+class _Recorder(Callback):
+    """Turns each epoch's logs into a record (and TensorBoard scalars); the status at the end."""
+
+    def __init__(self, run: Run, logdir: Path | None = None):
+        self.run, self.logdir, self.records, self.status = run, logdir, [], None
+
+    def on_fit_start(self, trainer) -> None:
+        self.start, self.hook = time.perf_counter(), None
+        self.classes = getattr(trainer.data, "num_classes", None)
+        if self.classes is None:  # else the width of the model's first 2-d output
+            self.hook = trainer.model.register_forward_hook(self._width)
+        self.writer = _summary_writer()(str(self.logdir)) if self.logdir else None
+
+    def _width(self, module, args, out) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 2:
+            self.classes = out.shape[1]
+        self.hook.remove()
+
+    def _record(self, epoch: int, logs: dict) -> dict:
+        seconds = (logs["train_s"] + logs["val_s"]) if "train_s" in logs and "val_s" in logs \
+            else None
+        return {"run": self.run.name, "epoch": epoch,
+                **{k: _finite(logs.get(k)) for k in FIGURES}, "epoch_s": seconds,
+                "run_s": time.perf_counter() - self.start, "status": None, **self.run.columns}
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        self.records.append(self._record(epoch, logs))
+        if self.writer:
+            for key, tag in TAGS.items():
+                if self.records[-1][key] is not None:
+                    self.writer.add_scalar(tag, self.records[-1][key], epoch)
+
+    def on_fit_end(self, trainer, metrics: Metrics) -> None:
+        if self.hook is not None:
+            self.hook.remove()
+        if not self.records:  # diverged or interrupted in its first epoch: one row all the same
+            self.records.append(self._record(metrics.epochs, {}))
+        self.status = _status(metrics, self.records, self.classes)
+        for record in self.records:
+            record["status"] = self.status
+        if self.writer:
+            self._hparams(metrics)
+            self.writer.close()
+
+    def _hparams(self, metrics: Metrics) -> None:
+        """The run's settings and final figures in the HParams tab, written by its own writer."""
+        from torch.utils.tensorboard.summary import hparams
+
+        final = {f"hparam/{k}": _finite(getattr(metrics, k)) for k in FIGURES
+                 if any(r[k] is not None for r in self.records)} or \
+            {f"hparam/{k}": None for k in FIGURES}
+        for summary in hparams({**self.run.columns, "status": self.status}, final):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in final.items():
+            if value is not None:
+                self.writer.add_scalar(tag, value, metrics.epoch)
+
+
+def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
+    """interrupted, diverged (non-finite), failed (stuck: chance accuracy, a loss worse than a
+    uniform guess's log(classes), or a loss that never fell below the first epoch's), or ok."""
+    if metrics.interrupted:
+        return "interrupted"
+    if metrics.diverged or _finite(metrics.train_loss) is None \
+            or _finite(metrics.val_loss) is None:
+        return "diverged"
+    if metrics.val_acc is not None and classes and (metrics.val_acc < 1.5 / classes
+                                                    or metrics.train_loss > math.log(classes)):
+        return "failed"
+    losses = [r["train_loss"] for r in records]
+    if len(losses) >= 2 and not any(loss < losses[0] for loss in losses[1:]):
+        return "failed"
+    return "ok"
+
+
+def _summary_writer():
+    """TensorBoard's SummaryWriter, imported only when asked for."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError('sweep(..., tensorboard=True) needs the tensorboard package: '
+                          'pip install "d2lai[tensorboard]"') from None
+    return SummaryWriter
+
+
+def _folder(name: str) -> str:
+    """A run's name as a folder name (characters no file system takes become _)."""
+    folder = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name)
+    return "_" if folder in (".", "..") else folder
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict], Any],
+          out: str | os.PathLike | None = None, *, restart: bool = False,
+          tensorboard: bool = False, callbacks: Sequence[Callback] = (), verbose: bool = False,
+          **trainer_kwargs) -> RunTable:
+    """Train each run: `build(settings)` gives (model, data, opt) or a dict of Trainer arguments.
+
+    A `seed` setting or Trainer argument seeds each run before its build. With `out`, the table
+    is saved to out/runs.csv and out/runs.json after each run, and a sweep run again with the same
+    `out` skips the runs finished there (`restart=True` starts over).
+    """
+    runs = grid(runs_or_settings) if isinstance(runs_or_settings, dict) else runs_or_settings
+    if not isinstance(runs, (list, tuple)) or not all(isinstance(r, Run) for r in runs):
+        raise TypeError("sweep takes a dict of settings or a list of d2lai.Run (from grid)")
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two runs are named {next(n for n in names if names.count(n) > 1)!r}: "
+                         f"run names must be unique")
+    if not callable(build):
+        raise TypeError(f"build must be a function of the settings, got {type(build).__name__}")
+    _check_trainer_args("sweep got", trainer_kwargs, {"model", "data", "opt", "callbacks"})
+    if tensorboard:
+        if out is None:
+            raise ValueError("tensorboard=True needs out= (the event files go to "
+                             "out/tensorboard/<run name>/)")
+        _summary_writer()
+        if len({_folder(n) for n in names}) < len(names):
+            raise ValueError("two run names give the same folder name: rename the runs")
+    records, done = [], set()
+    if out is not None:
+        out = check_output_path(out, "out", folder=True)
+        if restart:
+            for file in (out / "runs.json", out / "runs.csv"):
+                file.unlink(missing_ok=True)
+        records = _finished(out)
+        done = {r["run"] for r in records}
+        skipped = sum(name in done for name in names)
+        if skipped:
+            print(f"skipping {skipped} of {len(runs)} runs already finished in {out} "
+                  f"(restart=True starts over)")
+    for i, run in enumerate(runs, 1):
+        if run.name in done:
+            continue
+        print(f"[{i}/{len(runs)}] {run.name}: training")
+        logdir = out / "tensorboard" / _folder(run.name) if tensorboard else None
+        if logdir is not None and logdir.exists():
+            shutil.rmtree(logdir)  # an earlier, unfinished try of this run
+        recorder = _Recorder(run, logdir)
+        _, metrics = _train(run, build, [*callbacks], recorder, verbose, trainer_kwargs)
+        records += recorder.records
+        print(f"[{i}/{len(runs)}] {run.name}: {_outcome(recorder.records)}")
+        if out is not None:
+            RunTable(records).to_json(out / "runs.json")
+            RunTable(records).to_csv(out / "runs.csv")
+        if metrics.interrupted:
+            again = "; run it again with the same out to go on" if out is not None else ""
+            print(f"interrupted: the sweep stops here{again}")
+            break
+    return RunTable(records)
+
+
+def _check_trainer_args(who: str, kwargs: dict, refused: set) -> None:
+    unknown = sorted(set(kwargs) - _TRAINER_ARGS)
+    if unknown:
+        raise TypeError(f"{who} {', '.join(unknown)}, which Trainer does not take; it takes "
+                        f"{', '.join(sorted(_TRAINER_ARGS - refused))}")
+    clash = sorted(set(kwargs) & refused)
+    if clash:
+        raise TypeError(f"{who} {', '.join(clash)}: pass model, data and opt from build, and "
+                        f"callbacks as sweep(..., callbacks=[...])")
+
+
+def _train(run: Run, build: Callable, callbacks: list, recorder: _Recorder, verbose: bool,
+           trainer_kwargs: dict) -> tuple:
+    """Seed, build and fit one run with the recorder last among its callbacks."""
+    seed = run.settings.get("seed", trainer_kwargs.get("seed"))
+    if seed is not None:
+        seed_all(seed)
+    built = build(dict(run.settings))
+    if isinstance(built, (tuple, list)) and len(built) == 3:
+        built = dict(zip(("model", "data", "opt"), built, strict=True))
+    if not isinstance(built, dict) or "model" not in built or "data" not in built:
+        raise TypeError(f"build must return (model, data, opt) or a dict with keys model, data, "
+                        f"opt (and Trainer arguments); for run {run.name!r} it returned "
+                        f"{type(built).__name__}")
+    extra = {k: v for k, v in built.items() if k not in ("model", "data", "opt")}
+    _check_trainer_args("build returned", extra, set())
+    kwargs = {"verbose": verbose, **trainer_kwargs, **({"seed": seed} if seed is not None else {}),
+              **extra}
+    kwargs["callbacks"] = [*callbacks, *kwargs.get("callbacks", ()), recorder]
+    trainer = Trainer(built["model"], built["data"], built.get("opt"), **kwargs)
+    return trainer.fit()
+
+
+def _outcome(records: list[dict]) -> str:
+    last = records[-1]
+    figures = ", ".join(f"{k.replace('_', ' ')} {last[k]:.4f}" for k in FIGURES
+                        if last[k] is not None)
+    return f"{last['status']} after {last['epoch']} epochs, {last['run_s']:.1f} s" + \
+        (f": {figures}" if figures else "")
+
+
+def _finished(out: Path) -> list[dict]:
+    """The records of the runs an earlier sweep finished in `out` (none if it has no table)."""
+    path = out / "runs.json"
+    if not path.exists():
+        return []
+    try:
+        table = RunTable.from_json(path)
+    except (ValueError, TypeError, KeyError) as err:
+        raise ValueError(f"{path} is not a table of runs ({err}): remove it, or pass "
+                         f"restart=True to start over") from None
+    return [r for r in table.records if r.get("status") in FINISHED]
+
+
+# --- the table ------------------------------------------------------------------------------
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def _parse(text: str):
+    """A CSV cell back as what it was: None, bool, int, float or str."""
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if _INT.fullmatch(text):
+        return int(text)
+    return float(text) if _FLOAT.fullmatch(text) else text
+
+
+def _cell(key: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        if key.endswith("_s") or key == "seconds":
+            return f"{value:.1f}"
+        return f"{value:.4f}" if "loss" in key or "acc" in key else f"{value:g}"
+    return str(value)
+
+
+class RunTable:
+    """Records (dicts), one an epoch of each run: print, save, load, compare and plot them."""
+
+    def __init__(self, records: Iterable[dict] = ()):
+        self.records: list[dict] = [dict(r) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def columns(self) -> list[str]:
+        """Every key of the records, in the order first seen."""
+        return list(dict.fromkeys(k for r in self.records for k in r))
+
+    def runs(self) -> list[str]:
+        """The runs' names, in order."""
+        return list(dict.fromkeys(r["run"] for r in self.records))
+
+    def final(self) -> RunTable:
+        """The last record of each run."""
+        last = {r["run"]: r for r in self.records}
+        return RunTable(last[name] for name in self.runs())
+
+    def _check(self, what: str, names: Sequence[str]) -> None:
+        missing = [n for n in names if n not in self.columns()]
+        if missing:
+            raise ValueError(f"{what} {missing[0]!r} is not a column; the columns are "
+                             f"{', '.join(self.columns())}")
+
+    def format(self, columns: Sequence[str] | None = None) -> str:
+        """An aligned text table: figures to 4 decimals, seconds to 1, None and NaN as '-'."""
+        if columns is None:
+            columns = [k for k in self.columns() if any(r.get(k) is not None
+                                                        for r in self.records)]
+        self._check("column", columns)
+        rows = [[c.replace("_", " ") for c in columns]] + \
+            [[_cell(c, r.get(c)) for c in columns] for r in self.records]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        left = [any(isinstance(r.get(c), str) for r in self.records) for c in columns]
+        return "\n".join("  ".join(cell.ljust(w) if lft else cell.rjust(w)
+                                   for cell, w, lft in zip(row, widths, left, strict=True)).rstrip()
+                         for row in rows)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def print(self, columns: Sequence[str] | None = None) -> str:
+        """Print the table (after a blank line); return its text."""
+        text = self.format(columns)
+        print("\n" + text)
+        return text
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the records as CSV (None as an empty cell), to a temporary file renamed into
+        place."""
+        path = check_output_path(path, "CSV file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns())
+            writer.writeheader()
+            writer.writerows({k: "" if v is None else v for k, v in r.items()}
+                             for r in self.records)
+        os.replace(tmp, path)
+        return path
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write {"records": [...]} as strict JSON (NaN as null)."""
+        return write_json(check_output_path(path, "JSON file"), {"records": self.records})
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> RunTable:
+        """The table `to_csv` wrote, with ints, floats, booleans and None restored."""
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return cls({k: (v or None) if k in ("run", "status") else _parse(v)
+                    for k, v in row.items()} for row in rows)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> RunTable:
+        """The table `to_json` wrote (or any JSON with a list of records under "records")."""
+        value = json.loads(Path(path).read_text())
+        records = value.get("records") if isinstance(value, dict) else value
+        if not isinstance(records, list) or not all(isinstance(r, dict) and "run" in r
+                                                    for r in records):
+            raise ValueError(f"{path} holds no list of records (dicts with a 'run' key)")
+        return cls(records)
+
+    def to_pandas(self):
+        """The records as a pandas DataFrame (pandas is optional)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("RunTable.to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.records, columns=self.columns())
+
+    def plot_curves(self, metric: str | Sequence[str] = "val_acc",
+                    path: str | os.PathLike | None = None) -> Figure:
+        """`metric` (or one panel a metric) against the epoch, a line a run; failed and
+        diverged runs dashed and marked in the legend."""
+        metrics = [metric] if isinstance(metric, str) else list(metric)
+        self._check("metric", metrics)
+        file = check_plot_path(path) if path is not None else None
+        fig = Figure(figsize=(9, 1 + 3 * len(metrics)), layout="constrained")
+        axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+        names = self.runs()
+        colors = [f"C{i}" for i in range(len(names))] if len(names) <= 10 else \
+            colormaps["tab20" if len(names) <= 20 else "turbo"].resampled(len(names)).colors
+        for ax, key in zip(axes, metrics, strict=True):
+            for name, color in zip(names, colors, strict=True):
+                rows = [r for r in self.records if r["run"] == name]
+                status = rows[-1].get("status")
+                points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+                ax.plot([x for x, _ in points], [y for _, y in points], color=color,
+                        marker="o" if points else "x", markersize=3,
+                        linestyle="--" if status in BAD else "-",
+                        label=name + (f" ({status})" if status not in ("ok", None) else ""))
+            ax.set_ylabel(key.replace("_", " "))
+            ax.grid(True, alpha=0.3)
+        axes[-1].set_xlabel("epoch")
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper",
+                   fontsize="small")
+        if file is not None:
+            fig.savefig(file, dpi=120)
+        return fig
+
+    def plot_final(self, metric: str, setting: str, path: str | os.PathLike | None = None,
+                   by: str | None = None) -> Figure:
+        """Each run's final `metric` against `setting`, a line for each value of `by`; failed
+        and diverged runs are x's at the bottom."""
+        self._check("column", [metric, setting, *([by] if by else [])])
+        file = check_plot_path(path) if path is not None else None
+        final = self.final().records
+        xs = [r[setting] for r in final]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        groups: dict[Any, list[dict]] = {}
+        for r in final:
+            groups.setdefault(r[by] if by else None, []).append(r)
+        fig = Figure(figsize=(6.5, 4.5), layout="constrained")
+        ax = fig.add_subplot()
+        for i, (group, rows) in enumerate(groups.items()):
+            label = f"{by}={_text(group)}" if by else metric.replace("_", " ")
+            if numeric:
+                rows = sorted(rows, key=lambda r: r[setting])
+            good = [r for r in rows if r.get("status") not in BAD and r.get(metric) is not None]
+            bad = [r for r in rows if r not in good]
+            ax.plot([r[setting] for r in good], [r[metric] for r in good], "o-",
+                    color=f"C{i % 10}", label=label)
+            if bad:
+                how = "/".join(sorted({r.get("status") or "no value" for r in bad}))
+                ax.plot([r[setting] for r in bad], [0] * len(bad), "x", color=f"C{i % 10}",
+                        markersize=10, markeredgewidth=2, clip_on=False,
+                        transform=ax.get_xaxis_transform(), label=f"{label}: {how}")
+        values = [x for x in xs if numeric and x > 0]
+        if values and max(values) / min(values) >= 100:
+            ax.set_xscale("log")
+        ax.set_xlabel(setting.replace("_", " "))
+        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        if file is not None:
+            fig.savefig(file, dpi=120)
+        return fig
