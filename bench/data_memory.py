@@ -322,8 +322,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                             "train_mib": n_train * per_image}
     report["bounds"] = check_bounds(memory, speed, args)
     print_table(report)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    from d2lai.files import write_json  # after the memory cases: d2lai imports torch
+
+    write_json(args.json, report)
     print(f"\nfigures written to {args.json}")
     return report
 

@@ -25,7 +25,6 @@ shuffle exactly as the fits do, and their final weights are compared with the fi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import re
@@ -44,6 +43,7 @@ import d2lai
 from chapters.batch_norm import BLeNetConcise, BLeNetScratch
 from d2lai import Descent, Trainer
 from d2lai.data import FASHION_MNIST_FILES, write_fake_fashion_mnist
+from d2lai.files import write_json
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}
@@ -372,8 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["targets"] = check_targets(report["results"], report["memory"])
     print_table(report)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     print(f"\nfigures written to {args.json}")
     return report
 

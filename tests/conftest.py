@@ -2,6 +2,7 @@
 
 import matplotlib
 import pytest
+import torch
 from torch import nn
 
 matplotlib.use("Agg")
@@ -22,6 +23,15 @@ def fashion_root(tmp_path_factory):
 def _no_cuda_warning_memory(monkeypatch):
     """Each test sees the once-a-process 'no CUDA' warning afresh."""
     monkeypatch.setattr("d2lai.device._warned_no_cuda", False)
+
+
+@pytest.fixture
+def one_thread():
+    """Small batches gain nothing from two threads, which crawl on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class TinyClassifier(d2lai.AbstractClassifier):

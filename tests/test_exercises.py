@@ -27,13 +27,7 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small batches gain nothing from two threads, which crawl on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def nparams(model: nn.Module) -> int:

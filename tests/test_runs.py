@@ -5,7 +5,6 @@ import math
 import sys
 
 import pytest
-import torch
 from conftest import FailAt, TinyClassifier
 from torch import nn
 
@@ -16,12 +15,7 @@ from d2lai.trainer import Metrics
 QUIET = {"board": False, "max_epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Blind(TinyClassifier):
