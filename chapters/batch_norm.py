@@ -180,6 +180,7 @@ class BLeNetConcise(AbstractClassifier):
 
 
 MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}
+DATASETS = {"fashion-mnist": d2lai.FashionMNISTData, "mnist": d2lai.MNISTData}
 
 
 def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,8 +229,10 @@ def seed_value(text: str) -> int:
 def common_flags(out: str) -> argparse.ArgumentParser:
     """The flags every script of the chapter takes: length of the run, data, device, output."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batchsize", type=batch_count, default=128)
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs to train")
+    p.add_argument("--batchsize", type=batch_count, default=128, help="samples a batch")
+    p.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
+                   help="the data set, from DATA_ROOT/FashionMNIST/raw/ or DATA_ROOT/MNIST/raw/")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (default: $D2LAI_DATA, "
                                        "else ~/.cache/d2lai)")
@@ -250,16 +253,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_data(args: argparse.Namespace) -> d2lai.FashionMNISTData:
-    """Fashion-MNIST as the flags ask (batchsize, data_root, num_train, num_val).
+def load_data(args: argparse.Namespace, **options) -> d2lai.MNISTLikeData:
+    """The data set as the flags ask (dataset, batchsize, data_root, num_train, num_val), with
+    the caller's `options` (normalize=, val_split=, flatten=, ...).
 
     A missing, unreadable or corrupt data set, or an --out that cannot be written, exits with
     the package's message as `error: ...` before anything is trained.
     """
     try:
         check_output_path(args.out, "--out", folder=True)
-        return d2lai.FashionMNISTData(batchsize=args.batchsize, root=args.data_root,
-                                      num_train=args.num_train, num_val=args.num_val)
+        return DATASETS[args.dataset](batchsize=args.batchsize, root=args.data_root,
+                                      num_train=args.num_train, num_val=args.num_val, **options)
     except (ValueError, TypeError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
 
