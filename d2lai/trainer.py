@@ -35,13 +35,14 @@ class Trainer:
     """Holds what a run needs; `fit` trains `model` on `data` with optimiser rule `opt`.
 
     `max_epochs` epochs a fit (a later `fit` of the same trainer trains that many more, going
-    on from where the last one stopped), at most `max_steps` batches if given. `callbacks`
+    on from where the last one stopped), at most `max_steps` batches if given (then
+    `max_epochs=None` leaves the number of epochs to the step budget). `callbacks`
     run at fit start, at each epoch's end and at fit end (see `d2lai.callbacks`).
     """
 
     check_every = {"cpu": 1}  # batches between looks at the losses: 25 where a sync costs
 
-    def __init__(self, model: nn.Module, data, opt=None, max_epochs: int = 10,
+    def __init__(self, model: nn.Module, data, opt=None, max_epochs: int | None = 10,
                  gpu: bool = False, board_yscale: str = "log10", verbose: bool = True,
                  gradient_clip_val: float = 0.0, print_every: int = 1, board: bool = True, *,
                  board_path: str | os.PathLike | None = None, on_diverge: str = "stop",
@@ -81,7 +82,7 @@ class Trainer:
         if self.seed is not None and not self._fits:
             seed(self.seed)
         first = self._fits == 0  # a first fit's limits are totals (a resumed run counts)
-        self._end_epoch_n = (0 if first else self.epoch) + self.max_epochs
+        self._end_epoch_n = (0 if first else self.epoch) + (self.max_epochs or math.inf)
         self._end_step = (0 if first else self.steps) + (self.max_steps or math.inf)
         self._checked, self.should_stop, diverged, interrupted = set(), False, False, False
         started = []
@@ -182,7 +183,8 @@ class Trainer:
         named = getattr(self.data, "train_dataloader" if train else "val_dataloader", None)
         loader = named() if callable(named) else self.data.get_dataloader(train=train)
         bars = self.verbose and (_in_notebook() or sys.stderr.isatty())  # not into log files
-        desc = f"epoch {self.epoch + 1}/{self._end_epoch_n}" if train else "validating"
+        end = f"/{self._end_epoch_n}" if self._end_epoch_n < math.inf else ""
+        desc = f"epoch {self.epoch + 1}{end}" if train else "validating"
         self._bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not bars,
                          dynamic_ncols=True)
         count = 0
@@ -454,10 +456,11 @@ def _check_arguments(model, data, opt, custom_loop: bool, **args) -> None:
         raise TypeError(f"opt must be {ACCEPTED}, or None when the model has its own "
                         f"configure_optimizers(); got {type(opt).__name__}")
     for name in ("max_epochs", "print_every", "max_steps"):
-        value = args[name]
-        if (value is not None or name != "max_steps") and (
+        value, optional = args[name], {"max_steps": True, "max_epochs": args["max_steps"]}
+        if (value is not None or not optional.get(name)) and (
                 isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ValueError(f"{name} must be a positive integer, got {value!r}"
+                             + (" (None only with max_steps)" if name == "max_epochs" else ""))
     clip = args["gradient_clip_val"]
     if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 <= clip < math.inf:
         raise ValueError(f"gradient_clip_val must be a finite number >= 0 (0 turns clipping "

@@ -297,6 +297,12 @@ def test_max_steps_stops_after_that_many_batches(tiny_data):
     model = FailAt(99, 99)
     _, metrics = _trainer(tiny_data, model, max_epochs=5, max_steps=13).fit()
     assert model.calls == 13 and metrics.steps == 13 and metrics.epochs == 2
+    model = FailAt(99, 99)
+    _, metrics = _trainer(tiny_data, model, max_epochs=None, max_steps=35).fit()
+    assert model.calls == 35 and metrics.epochs == 4  # the step budget alone: 10 + 10 + 10 + 5
+    with pytest.raises(ValueError, match=r"max_epochs must be a positive integer, got None "
+                                         r"\(None only with max_steps\)"):
+        _trainer(tiny_data, TinyClassifier(), max_epochs=None)
 
 
 def test_divergence_logs_where_and_what_was_restored(tiny_data, caplog):
