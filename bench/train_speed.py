@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> dict:
         report = {"machine": machine(device),
                   "settings": {"epochs": args.epochs, "warmup_epochs": 1,
                                "batchsize": BATCHSIZE, "opt": f"Descent({LR})",
-                               "data": kind, "data_root": str(root),
+                               "data": kind,  # not its path: reports leave the machine
                                "num_train": len(data.train[0]), "num_val": len(data.val[0]),
                                "workers": args.workers, "gpu": args.gpu},
                   "memory": None if args.skip_memory else peak_memory(root, args, tmp)}
