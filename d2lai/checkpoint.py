@@ -18,7 +18,7 @@ import torch
 
 from .callbacks import Callback
 from .device import rng_state, set_rng_state
-from .files import check_output_path
+from .files import check_output_path, write_whole
 
 logger = logging.getLogger("d2lai")
 
@@ -88,15 +88,10 @@ def _digest(value, h=None) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write `state` (with its digest) to a temporary file and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `state` (with its digest), whole or not at all."""
     state = {"format": FORMAT, **state}
     state["digest"] = _digest(state)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_whole(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

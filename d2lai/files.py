@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_output_path", "json_safe", "write_json"]
+__all__ = ["check_output_path", "json_safe", "write_json", "write_whole"]
 
 
 def check_output_path(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
@@ -46,11 +47,18 @@ def json_safe(value):
     return value
 
 
-def write_json(path: str | os.PathLike, value) -> Path:
-    """Write strict JSON (NaN as null) to a temporary file and rename it into place."""
+def write_whole(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write `path` by `write(tmp)` to a temporary file beside it, then rename that into place:
+    a crash while writing leaves the file as it was, never half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
+    write(tmp)
     os.replace(tmp, path)
     return path
+
+
+def write_json(path: str | os.PathLike, value) -> Path:
+    """Write strict JSON (NaN as null), whole or not at all."""
+    text = json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"
+    return write_whole(path, lambda tmp: tmp.write_text(text))

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from .board import check_plot_path
 from .callbacks import Callback
 from .device import seed as seed_all
-from .files import check_output_path, write_json
+from .files import check_output_path, write_json, write_whole
 from .trainer import Metrics, Trainer
 
 __all__ = ["Run", "grid", "sweep", "RunTable"]
@@ -414,18 +414,15 @@ class RunTable:
         return text
 
     def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the records as CSV (None as an empty cell), to a temporary file renamed into
-        place."""
-        path = check_output_path(path, "CSV file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns())
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in r.items()}
-                             for r in self.records)
-        os.replace(tmp, path)
-        return path
+        """Write the records as CSV (None as an empty cell), whole or not at all."""
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.columns())
+                writer.writeheader()
+                writer.writerows({k: "" if v is None else v for k, v in r.items()}
+                                 for r in self.records)
+
+        return write_whole(check_output_path(path, "CSV file"), write)
 
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write {"records": [...]} as strict JSON (NaN as null)."""
