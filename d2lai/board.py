@@ -219,9 +219,11 @@ class ProgressBoard:
     def _points(self, label: str, upto: float) -> tuple[list[float], list[float]]:
         """The points of `label` that can be drawn: finite, positive on a log axis, x <= upto."""
         xs, ys = self.series.get(label, ([], []))
+        xlog = check_scale("xscale", self.xscale) != "linear"  # scales may be set after __init__
+        ylog = check_scale("yscale", self.yscale) != "linear"
         pts = [(a, b) for a, b in zip(xs, ys, strict=True)
                if a <= upto and math.isfinite(a) and math.isfinite(b)
-               and (self.xscale == "linear" or a > 0) and (self.yscale == "linear" or b > 0)]
+               and (not xlog or a > 0) and (not ylog or b > 0)]
         return [a for a, _ in pts], [b for _, b in pts]
 
     def _plot(self, ax, upto: float, legend_at: str | tuple[float, float] = "best") -> None:

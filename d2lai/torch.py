@@ -220,11 +220,9 @@ class ProgressBoard(HyperParameters, _board.ProgressBoard):
         ax.set_xscale(xscale)
         ax.set_yscale(yscale)
         for i, label in enumerate(self.labels()):
-            pts = [(a, b) for a, b in zip(*self.series[label], strict=True)
-                   if a <= upto and math.isfinite(a) and math.isfinite(b)
-                   and (xscale == "linear" or a > 0) and (yscale == "linear" or b > 0)]
-            ax.plot([a for a, _ in pts], [b for _, b in pts], label=label,
-                    linestyle=self.ls[i % len(self.ls)], color=self.colors[i % len(self.colors)])
+            xs, ys = self._points(label, upto)
+            ax.plot(xs, ys, label=label, linestyle=self.ls[i % len(self.ls)],
+                    color=self.colors[i % len(self.colors)])
         if self.xlim:
             ax.set_xlim(self.xlim)
         if self.ylim:
