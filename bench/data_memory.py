@@ -96,7 +96,8 @@ def child(case: str, args: argparse.Namespace) -> dict:
     import torchvision.transforms.functional  # noqa: F401  (in every case's floor alike)
 
     import d2lai
-    from d2lai.data import FashionMNISTData, write_fake_fashion_mnist
+    from d2lai.data import FashionMNISTData
+    from d2lai.testing import write_fake_fashion_mnist
 
     root, out = Path(args.data_root), {"rss_after_import_mib": _proc_mib("VmRSS")}
     tic = time.perf_counter()

@@ -42,8 +42,9 @@ from torch import nn
 import d2lai
 from chapters.batch_norm import BLeNetConcise, BLeNetScratch
 from d2lai import Descent, Trainer
-from d2lai.data import FASHION_MNIST_FILES, write_fake_fashion_mnist
+from d2lai.data import FASHION_MNIST_FILES
 from d2lai.files import write_json
+from d2lai.testing import write_fake_fashion_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}

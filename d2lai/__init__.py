@@ -14,7 +14,7 @@ from .data import (
     val_dataloader,
 )
 from .device import get_device, seed
-from .model import (
+from .models import (
     AbstractClassifier,
     AbstractModel,
     accuracy,

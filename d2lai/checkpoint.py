@@ -1,4 +1,4 @@
-"""Checkpoints: a run's whole state after each epoch, written atomically, checked before use.
+"""Checkpoint files: a run's whole state after each epoch, written atomically, checked before use.
 
 A checkpoint holds the model (parameters and buffers), the optimiser's state and rule, the
 history, the epoch and step counts and the random-number state, plus a SHA-256 digest of all of
@@ -7,63 +7,19 @@ it: a damaged file is refused with its name and what is wrong, before the model 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import logging
 import os
 import pickle
 from pathlib import Path
 
 import torch
 
-from .callbacks import Callback
-from .device import rng_state, set_rng_state
-from .files import check_output_path, write_whole
+from .files import write_whole
 
-logger = logging.getLogger("d2lai")
-
-__all__ = ["Checkpoint", "describe_opt", "load_checkpoint", "save_checkpoint"]
+__all__ = ["check_model_state", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "d2lai-checkpoint-1"
 KEYS = ("format", "epoch", "steps", "model", "optimizer", "opt", "history", "rng")
-_HYPER = (bool, int, float, str, tuple, type(None))
-
-
-def describe_opt(opt) -> dict:
-    """The rule and its hyperparameters, e.g. {'type': 'Descent', 'lr': 0.1}, to compare runs."""
-    if dataclasses.is_dataclass(opt) and not isinstance(opt, type):
-        return {"type": type(opt).__name__, **{f.name: _plain(getattr(opt, f.name))
-                                               for f in dataclasses.fields(opt)}}
-    if isinstance(opt, torch.optim.Optimizer):
-        skip = {"params", "foreach", "fused", "capturable", "differentiable", "maximize"}
-        group = opt.param_groups[0] if opt.param_groups else {}
-        return {"type": type(opt).__name__,
-                **{k: _plain(v) for k, v in group.items() if k not in skip
-                   and isinstance(v, _HYPER)}}
-    attrs = {k: v for k, v in vars(opt).items() if not k.startswith("_")
-             and isinstance(v, (bool, int, float))}
-    return {"type": type(opt).__name__, **attrs}
-
-
-def opt_text(desc: dict) -> str:
-    """`Descent(lr=0.1)` from a description."""
-    def show(v):
-        if isinstance(v, dict) and "type" in v:
-            return opt_text(v)
-        return f"[{', '.join(map(show, v))}]" if isinstance(v, list) else repr(v)
-
-    return f"{desc['type']}({', '.join(f'{k}={show(v)}' for k, v in desc.items() if k != 'type')})"
-
-
-def _plain(value):
-    """Numbers, strings and lists as they are; a nested rule (a chain's) described with its type."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return describe_opt(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _digest(value, h=None) -> str:
@@ -138,74 +94,3 @@ def check_model_state(model: torch.nn.Module, saved: dict, path: Path) -> None:
                  f"shapes differ: {shapes[:5]}" if shapes else ""]
         raise ValueError(f"checkpoint {path} was written for another model than "
                          f"{type(model).__name__}: {'; '.join(p for p in parts if p)}")
-
-
-def _rule(trainer):
-    """What the reader chose: the rule given to the trainer, else the model's own optimiser."""
-    return trainer.opt if trainer.opt is not None else trainer.optimizer
-
-
-class Checkpoint(Callback):
-    """Save the run after every epoch; with `resume`, continue from the file at fit start.
-
-    A new run refuses to overwrite another run's checkpoint. Resuming with another optimiser
-    rule (type or hyperparameters) than the one saved is an error unless `override_opt`: then
-    the new rule's hyperparameters apply from here on (its state is kept when the type is the
-    same, and starts afresh when it is not).
-    """
-
-    def __init__(self, path: str | os.PathLike, resume: bool = False, override_opt: bool = False):
-        self.path, self.resume, self.override_opt = Path(path), resume, override_opt
-        self.owner = None  # the trainer whose run the file holds
-
-    def on_fit_start(self, trainer) -> None:
-        check_output_path(self.path, "checkpoint")
-        if self.owner is trainer or not self.path.exists():
-            if self.resume and self.owner is None:
-                logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
-            self.owner = trainer
-            return
-        if not self.resume:
-            raise FileExistsError(
-                f"checkpoint {self.path} already exists, from another run. Pass resume=True "
-                f"to continue that run, or delete the file (or choose another path) to start "
-                f"over.")
-        self.restore(trainer, load_checkpoint(self.path))
-        self.owner = trainer
-
-    def restore(self, trainer, state: dict) -> None:
-        """Put a checked checkpoint's state into the trainer, its model and optimiser."""
-        check_model_state(trainer.model, state["model"], self.path)
-        saved, ours = state["opt"], describe_opt(_rule(trainer))
-        same_type = saved["type"] == ours["type"]
-        if saved != ours and not self.override_opt:
-            raise ValueError(
-                f"checkpoint {self.path} was trained with {opt_text(saved)}, but this trainer "
-                f"has {opt_text(ours)}. Pass the checkpoint's rule to continue the run as it "
-                f"was, or override_opt=True to go on with the new one.")
-        trainer.model.load_state_dict(state["model"])
-        if same_type:
-            hyper = [{k: v for k, v in g.items() if k != "params"}
-                     for g in getattr(trainer.optimizer, "param_groups", [])]
-            try:
-                trainer.optimizer.load_state_dict(state["optimizer"])
-            except (ValueError, KeyError, RuntimeError) as err:
-                raise ValueError(f"checkpoint {self.path}: its optimiser state does not fit "
-                                 f"this optimiser ({err})") from None
-            for group, h in zip(getattr(trainer.optimizer, "param_groups", []), hyper,
-                                strict=True):
-                group.update(h)  # the rule given now (equal to the saved one unless overridden)
-        set_rng_state(state["rng"])
-        trainer.history = {k: list(v) for k, v in state["history"].items()}
-        trainer.epoch, trainer.steps = state["epoch"], state["steps"]
-        if saved != ours:
-            logger.warning("resuming %s with %s instead of %s%s", self.path, opt_text(ours),
-                           opt_text(saved), "" if same_type else " (its state starts afresh)")
-        logger.info("resuming from %s after epoch %d", self.path, state["epoch"])
-
-    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
-        optimizer = trainer.optimizer
-        save_checkpoint(self.path, {
-            "epoch": epoch, "steps": trainer.steps, "model": trainer.model.state_dict(),
-            "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else {},
-            "opt": describe_opt(_rule(trainer)), "history": trainer.history, "rng": rng_state()})

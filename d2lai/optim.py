@@ -7,6 +7,7 @@ regularisation the Flux way.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import dataclass, field, fields
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 __all__ = ["Descent", "Momentum", "Nesterov", "RMSProp", "AdaGrad", "AdaDelta", "Adam", "AdaMax",
-           "AdamW", "WeightDecay", "OptimiserChain", "setup"]
+           "AdamW", "WeightDecay", "OptimiserChain", "setup", "describe_opt", "opt_text"]
 
 LR_MAX = torch.finfo(torch.float32).max  # torch's step takes lr as a float32 factor
 EPS_MIN = torch.finfo(torch.float32).tiny  # a smaller eps is 0 in float32: 0/0 is NaN
@@ -233,3 +234,45 @@ def setup(rule, model: nn.Module) -> torch.optim.Optimizer:
     if not params:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimise")
     return rule.setup(params)
+
+
+# --- describing a rule, to compare runs and checkpoints ---------------------------------------
+
+_HYPER = (bool, int, float, str, tuple, type(None))
+
+
+def describe_opt(opt) -> dict:
+    """The rule and its hyperparameters, e.g. {'type': 'Descent', 'lr': 0.1}, to compare runs."""
+    if dataclasses.is_dataclass(opt) and not isinstance(opt, type):
+        return {"type": type(opt).__name__, **{f.name: _plain(getattr(opt, f.name))
+                                               for f in dataclasses.fields(opt)}}
+    if isinstance(opt, torch.optim.Optimizer):
+        skip = {"params", "foreach", "fused", "capturable", "differentiable", "maximize"}
+        group = opt.param_groups[0] if opt.param_groups else {}
+        return {"type": type(opt).__name__,
+                **{k: _plain(v) for k, v in group.items() if k not in skip
+                   and isinstance(v, _HYPER)}}
+    attrs = {k: v for k, v in vars(opt).items() if not k.startswith("_")
+             and isinstance(v, (bool, int, float))}
+    return {"type": type(opt).__name__, **attrs}
+
+
+def opt_text(desc: dict) -> str:
+    """`Descent(lr=0.1)` from a description."""
+    def show(v):
+        if isinstance(v, dict) and "type" in v:
+            return opt_text(v)
+        return f"[{', '.join(map(show, v))}]" if isinstance(v, list) else repr(v)
+
+    return f"{desc['type']}({', '.join(f'{k}={show(v)}' for k, v in desc.items() if k != 'type')})"
+
+
+def _plain(value):
+    """Numbers, strings and lists as they are; a nested rule (a chain's) described with its type."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return describe_opt(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

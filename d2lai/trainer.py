@@ -20,10 +20,9 @@ except ImportError:
     from tqdm import tqdm
 
 from .board import ProgressBoard, _in_notebook, check_scale
-from .callbacks import Callback, DrawBoard
-from .checkpoint import Checkpoint
+from .callbacks import Callback, Checkpoint, DrawBoard
 from .device import check_seed, get_device, seed
-from .model import HEADS, AbstractClassifier
+from .models import HEADS, AbstractClassifier
 from .optim import ACCEPTED, RULES, setup
 
 __all__ = ["Trainer", "Metrics", "fit"]

@@ -8,7 +8,7 @@ from torch import nn
 matplotlib.use("Agg")
 
 import d2lai  # noqa: E402
-from d2lai.data import write_fake_fashion_mnist  # noqa: E402
+from d2lai.testing import write_fake_fashion_mnist  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,8 @@ from d2lai.data import (
     FashionMNISTData,
     MNISTData,
     TensorLoader,
-    write_fake_fashion_mnist,
-    write_fake_mnist,
-    write_idx,
 )
+from d2lai.testing import write_fake_fashion_mnist, write_fake_mnist, write_idx
 
 NAMES = [name for name, _, _ in FASHION_MNIST_FILES]
 
@@ -239,7 +237,7 @@ def test_gz_files_are_unpacked_in_place_without_network(tmp_path, monkeypatch):
 def test_a_read_only_folder_of_gz_files_is_read_as_it_is(tmp_path, monkeypatch):
     raw = write_fake_fashion_mnist(tmp_path, num_train=30, num_val=20, gz=True)
     before = sorted(p.name for p in raw.iterdir())
-    monkeypatch.setattr("d2lai.data._writable", lambda folder: False)
+    monkeypatch.setattr("d2lai.data.vision._writable", lambda folder: False)
     data = d2lai.FashionMNISTData(root=tmp_path)
     assert sorted(p.name for p in raw.iterdir()) == before  # nothing written
     ref = write_fake_fashion_mnist(tmp_path / "ref", num_train=30, num_val=20)
@@ -254,7 +252,7 @@ def test_a_failed_unpack_leaves_no_partial_file(tmp_path, monkeypatch):
         dst.write(src.read(100))
         raise OSError("disk full")
 
-    monkeypatch.setattr("d2lai.data.shutil.copyfileobj", disk_full)
+    monkeypatch.setattr("d2lai.data.vision.shutil.copyfileobj", disk_full)
     with pytest.raises(OSError, match="disk full"):
         d2lai.FashionMNISTData(root=tmp_path)
     assert sorted(p.name for p in raw.iterdir()) == sorted(f"{n}.gz" for n in NAMES)

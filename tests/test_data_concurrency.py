@@ -10,7 +10,8 @@ from pathlib import Path
 from filelock import FileLock
 
 import d2lai
-from d2lai.data import FASHION_MNIST_FILES, write_fake_fashion_mnist
+from d2lai.data import FASHION_MNIST_FILES
+from d2lai.testing import write_fake_fashion_mnist
 
 REPO = Path(__file__).resolve().parent.parent
 ROUNDS, N_TRAIN, N_VAL = 3, 3000, 500

@@ -12,8 +12,8 @@ from torch import nn
 
 import d2lai
 from chapters.batch_norm import BatchNormLayer
-from d2lai.data import write_fake_mnist
 from d2lai.runs import RunTable
+from d2lai.testing import write_fake_mnist
 from examples import deep_cnn
 from examples.deep_cnn import DeepCNN, outputs, score
 

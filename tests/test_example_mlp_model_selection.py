@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import d2lai
-from d2lai.data import write_fake_mnist, write_idx
 from d2lai.runs import RunTable
+from d2lai.testing import write_fake_mnist, write_idx
 from examples import mlp_model_selection as ms
 
 QUICK = ["--cpu", "--val-split", "200", "--batchsize", "64"]

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from d2lai.data import write_fake_mnist
 from d2lai.runs import RunTable
+from d2lai.testing import write_fake_mnist
 from examples import scratch_bn_mlp as sb
 
 QUICK = ["--cpu", "--epochs", "2", "--conv-epochs", "1", "--num-train", "128", "--num-val", "64",

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from d2lai.data import write_fake_mnist
 from d2lai.runs import RunTable
+from d2lai.testing import write_fake_mnist
 from examples import two_networks
 from examples.two_networks import Network
 

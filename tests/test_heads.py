@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import d2lai
-from d2lai.model import guess_head
+from d2lai.models import guess_head
 
 HEADS = {"softmax": nn.Softmax(dim=1), "log_softmax": nn.LogSoftmax(dim=1), "linear": None}
 

@@ -9,7 +9,8 @@ from conftest import FailAt, TinyClassifier
 
 import d2lai
 from chapters.batch_norm import BLeNetScratch
-from d2lai.data import AbstractData, write_fake_fashion_mnist, write_idx
+from d2lai.data import AbstractData
+from d2lai.testing import write_fake_fashion_mnist, write_idx
 
 
 def _trainer(data, model, **kwargs):
@@ -182,7 +183,7 @@ def test_root_that_is_a_file(tmp_path):
 
 
 def test_root_not_writable_for_the_download(tmp_path, monkeypatch):
-    monkeypatch.setattr("d2lai.data._writable", lambda folder: False)
+    monkeypatch.setattr("d2lai.data.vision._writable", lambda folder: False)
     with pytest.raises(PermissionError, match="not writable") as err:
         d2lai.FashionMNISTData(root=tmp_path / "ro")
     assert str(tmp_path / "ro" / "FashionMNIST" / "raw") in str(err.value)

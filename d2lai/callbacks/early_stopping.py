@@ -1,41 +1,16 @@
-"""Callbacks: code that runs around the training loop (at fit start, each epoch's end, fit end).
-
-A callback overrides the hooks it needs; `on_epoch_end` gets the epoch's figures (`logs`) and
-may stop the fit by setting `trainer.should_stop = True`.
-"""
+"""EarlyStopping: stop when a figure has stopped improving, as Keras does."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import math
-import os
+
+from .base import Callback, monitor_mode
 
 logger = logging.getLogger("d2lai")
 
-__all__ = ["Callback", "EarlyStopping", "DrawBoard", "monitor_mode"]
-
-
-class Callback:
-    """Hooks the trainer calls; each does nothing unless overridden."""
-
-    def on_fit_start(self, trainer) -> None:
-        """Before the first epoch of a fit (the model and data are on their device)."""
-
-    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
-        """After an epoch's validation, with its figures (`train_loss`, `val_acc`, ...)."""
-
-    def on_fit_end(self, trainer, metrics) -> None:
-        """After the last epoch, also when the fit diverged or was interrupted."""
-
-
-def monitor_mode(monitor: str, mode: str = "auto") -> str:
-    """'min' or 'max': 'auto' maximises accuracies and minimises everything else."""
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode != "auto":
-        return mode
-    return "max" if "acc" in monitor else "min"
+__all__ = ["EarlyStopping"]
 
 
 class EarlyStopping(Callback):
@@ -120,42 +95,3 @@ class EarlyStopping(Callback):
             metrics.at_epoch(self.best_epoch)  # the figures of the weights returned
             logger.info("restored the weights of epoch %d (best %s)", self.best_epoch,
                         self.monitor)
-
-
-class DrawBoard(Callback):
-    """Draw each epoch's figures on the trainer's board; save it at the end if a path is given.
-
-    The board marks the best epoch of `monitor` (an EarlyStopping's, else the validation
-    accuracy, else the validation loss).
-    """
-
-    def __init__(self, board, path: str | os.PathLike | None = None):
-        self.board, self.path = board, path
-
-    def on_fit_start(self, trainer) -> None:
-        if self.path is not None:
-            from .board import check_plot_path
-
-            check_plot_path(self.path)
-        for name, values in trainer.history.items():  # a resumed run's earlier epochs
-            if values and name not in self.board.series:
-                self.board.draw(list(range(1, len(values) + 1)), values, name)
-
-    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
-        for name in trainer.history:
-            if logs.get(name) is not None:
-                self.board.draw(epoch, logs[name], name)
-        stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
-        monitor = (stopper.monitor if stopper else "val_acc" if "val_acc" in logs
-                   else "val_loss")
-        self.board.mark_best(monitor, monitor_mode(monitor, stopper.mode if stopper else "auto"))
-
-    def on_fit_end(self, trainer, metrics) -> None:
-        if self.path is None or not self.board.series:
-            return
-        try:
-            saved = self.board.save_plot(self.path)
-        except Exception as err:  # the trained model matters more than its picture
-            logger.warning("could not save the board to %s: %s", self.path, err)
-            return
-        logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "board saved to %s", saved)

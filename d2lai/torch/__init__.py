@@ -26,10 +26,10 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from torch import nn
 
-from . import board as _board
-from . import data as _data
-from . import model as _model
-from . import trainer as _trainer
+from .. import board as _board
+from .. import data as _data
+from .. import models as _model
+from .. import trainer as _trainer
 
 __all__ = [
     "HyperParameters", "add_to_class", "ProgressBoard", "Module", "Classifier", "DataModule",

@@ -1,0 +1,88 @@
+"""Checkpoint: save the run after every epoch; resume it from the file at fit start."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ..checkpoint import check_model_state, load_checkpoint, save_checkpoint
+from ..device import rng_state, set_rng_state
+from ..files import check_output_path
+from ..optim import describe_opt, opt_text
+from .base import Callback
+
+logger = logging.getLogger("d2lai")
+
+__all__ = ["Checkpoint"]
+
+
+def _rule(trainer):
+    """What the reader chose: the rule given to the trainer, else the model's own optimiser."""
+    return trainer.opt if trainer.opt is not None else trainer.optimizer
+
+
+class Checkpoint(Callback):
+    """Save the run after every epoch; with `resume`, continue from the file at fit start.
+
+    A new run refuses to overwrite another run's checkpoint. Resuming with another optimiser
+    rule (type or hyperparameters) than the one saved is an error unless `override_opt`: then
+    the new rule's hyperparameters apply from here on (its state is kept when the type is the
+    same, and starts afresh when it is not).
+    """
+
+    def __init__(self, path: str | os.PathLike, resume: bool = False, override_opt: bool = False):
+        self.path, self.resume, self.override_opt = Path(path), resume, override_opt
+        self.owner = None  # the trainer whose run the file holds
+
+    def on_fit_start(self, trainer) -> None:
+        check_output_path(self.path, "checkpoint")
+        if self.owner is trainer or not self.path.exists():
+            if self.resume and self.owner is None:
+                logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
+            self.owner = trainer
+            return
+        if not self.resume:
+            raise FileExistsError(
+                f"checkpoint {self.path} already exists, from another run. Pass resume=True "
+                f"to continue that run, or delete the file (or choose another path) to start "
+                f"over.")
+        self.restore(trainer, load_checkpoint(self.path))
+        self.owner = trainer
+
+    def restore(self, trainer, state: dict) -> None:
+        """Put a checked checkpoint's state into the trainer, its model and optimiser."""
+        check_model_state(trainer.model, state["model"], self.path)
+        saved, ours = state["opt"], describe_opt(_rule(trainer))
+        same_type = saved["type"] == ours["type"]
+        if saved != ours and not self.override_opt:
+            raise ValueError(
+                f"checkpoint {self.path} was trained with {opt_text(saved)}, but this trainer "
+                f"has {opt_text(ours)}. Pass the checkpoint's rule to continue the run as it "
+                f"was, or override_opt=True to go on with the new one.")
+        trainer.model.load_state_dict(state["model"])
+        if same_type:
+            hyper = [{k: v for k, v in g.items() if k != "params"}
+                     for g in getattr(trainer.optimizer, "param_groups", [])]
+            try:
+                trainer.optimizer.load_state_dict(state["optimizer"])
+            except (ValueError, KeyError, RuntimeError) as err:
+                raise ValueError(f"checkpoint {self.path}: its optimiser state does not fit "
+                                 f"this optimiser ({err})") from None
+            for group, h in zip(getattr(trainer.optimizer, "param_groups", []), hyper,
+                                strict=True):
+                group.update(h)  # the rule given now (equal to the saved one unless overridden)
+        set_rng_state(state["rng"])
+        trainer.history = {k: list(v) for k, v in state["history"].items()}
+        trainer.epoch, trainer.steps = state["epoch"], state["steps"]
+        if saved != ours:
+            logger.warning("resuming %s with %s instead of %s%s", self.path, opt_text(ours),
+                           opt_text(saved), "" if same_type else " (its state starts afresh)")
+        logger.info("resuming from %s after epoch %d", self.path, state["epoch"])
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        optimizer = trainer.optimizer
+        save_checkpoint(self.path, {
+            "epoch": epoch, "steps": trainer.steps, "model": trainer.model.state_dict(),
+            "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else {},
+            "opt": describe_opt(_rule(trainer)), "history": trainer.history, "rng": rng_state()})

@@ -1,0 +1,17 @@
+"""Data modules: in-memory tensors served as batches (`base`), the MNIST-format image sets
+(`vision`)."""
+
+from .base import (
+    AbstractData,
+    SyntheticRegressionData,
+    TensorLoader,
+    default_root,
+    get_dataloader,
+    train_dataloader,
+    val_dataloader,
+)
+from .vision import FASHION_MNIST_FILES, IDX_FILES, FashionMNISTData, MNISTData, MNISTLikeData
+
+__all__ = ["AbstractData", "TensorLoader", "SyntheticRegressionData", "get_dataloader",
+           "train_dataloader", "val_dataloader", "default_root", "MNISTLikeData",
+           "FashionMNISTData", "MNISTData", "IDX_FILES", "FASHION_MNIST_FILES"]

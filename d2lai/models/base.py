@@ -1,0 +1,76 @@
+"""Models: what a model must say about its loss, its training step and its validation step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["AbstractModel", "forward", "loss", "training_step", "validation_step"]
+
+
+class AbstractModel(nn.Module):
+    """A model that knows its loss. Subclasses set `self.net` (or override `forward`) and `loss`."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.net(X)
+
+    def loss(self, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define loss(y_hat, y)")
+
+    def training_step(self, batch) -> torch.Tensor:
+        """Loss of one batch `(X..., y)`; the trainer differentiates it."""
+        *X, y = batch
+        return self.loss(self(*X), y)
+
+    def validation_step(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(loss, None) of one validation batch; a classifier returns (loss, accuracy)."""
+        *X, y = batch
+        return self.loss(self(*X), y), None
+
+    def configure_optimizers(self, rule) -> torch.optim.Optimizer:
+        """Bind an optimiser rule (`Descent(0.1)`, ...) to this model's trainable parameters."""
+        from ..optim import setup
+
+        return setup(rule, self)
+
+    def check_batch(self, y_hat, y, num_classes: int | None = None) -> None:
+        """Raise a ValueError when a batch's targets and the model's output cannot go together."""
+        if not (isinstance(y_hat, torch.Tensor) and isinstance(y, torch.Tensor)):
+            return
+        if y_hat.ndim == 0 or y.ndim == 0 or y_hat.shape[0] != y.shape[0]:
+            raise ValueError(f"the model returned output of shape {tuple(y_hat.shape)} for a "
+                             f"batch of targets of shape {tuple(y.shape)}: expected one output "
+                             f"row per target")
+        if y_hat.shape != y.shape:
+            try:
+                both = tuple(torch.broadcast_shapes(y_hat.shape, y.shape))
+            except RuntimeError:
+                both = None
+            if both != tuple(y_hat.shape):
+                how = f"broadcast them to {both}" if both else "fail"
+                raise ValueError(f"the model's output has shape {tuple(y_hat.shape)} but the "
+                                 f"targets have shape {tuple(y.shape)}: an element-wise loss "
+                                 f"would {how}, silently. Make them the same shape (e.g. "
+                                 f"reshape the output, or the targets, to {tuple(y.shape)}).")
+
+
+
+# The Julia text calls these as functions of the model: `d2lai.forward(model, X)`, ...
+def forward(model: nn.Module, *X: torch.Tensor) -> torch.Tensor:
+    """The model's output for input `X` (`model(X)`)."""
+    return model(*X)
+
+
+def loss(model: AbstractModel, y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The model's loss of output `y_hat` against targets `y`."""
+    return model.loss(y_hat, y)
+
+
+def training_step(model: AbstractModel, batch) -> torch.Tensor:
+    """The model's training loss of one batch `(X..., y)`."""
+    return model.training_step(batch)
+
+
+def validation_step(model: AbstractModel, batch):
+    """(loss, accuracy or None) of one validation batch."""
+    return model.validation_step(batch)
