@@ -1,5 +1,5 @@
 """Data modules: in-memory tensors served as batches (`base`), the MNIST-format image sets
-(`vision`)."""
+(`vision`), the book's downloadable files (`download`)."""
 
 from .base import (
     AbstractData,
@@ -10,8 +10,10 @@ from .base import (
     train_dataloader,
     val_dataloader,
 )
+from .download import DATA_HUB, DATA_URL, download, download_extract, extract
 from .vision import FASHION_MNIST_FILES, IDX_FILES, FashionMNISTData, MNISTData, MNISTLikeData
 
 __all__ = ["AbstractData", "TensorLoader", "SyntheticRegressionData", "get_dataloader",
            "train_dataloader", "val_dataloader", "default_root", "MNISTLikeData",
-           "FashionMNISTData", "MNISTData", "IDX_FILES", "FASHION_MNIST_FILES"]
+           "FashionMNISTData", "MNISTData", "IDX_FILES", "FASHION_MNIST_FILES",
+           "DATA_URL", "DATA_HUB", "download", "extract", "download_extract"]
