@@ -64,7 +64,7 @@ def tiny_conv_net():
     import d2lai
 
     class TinyConvNet(d2lai.AbstractClassifier):
-        head = "logits"
+        output_kind = "logits"
 
         def __init__(self):
             super().__init__()

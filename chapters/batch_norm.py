@@ -17,44 +17,12 @@ import torch
 from torch import nn
 
 import d2lai
+from chapters.cli import common_flags, learning_rate, load_data
 from d2lai import AbstractClassifier, Descent, Trainer
-from d2lai.device import check_seed
-from d2lai.files import check_output_path, write_json
+from d2lai.checks import ArgumentError, Check, count, number, positive_int
+from d2lai.files import write_json
 
-__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "common_flags",
-           "load_data", "main"]
-
-
-def _check_batch_stats(X: torch.Tensor) -> None:
-    """Batch statistics need two or more values per feature: one value has no spread."""
-    if X.numel() // max(X.shape[1], 1) < 2:
-        raise ValueError(
-            f"batch normalization in training mode needs more than one value per feature, got "
-            f"input of shape {tuple(X.shape)}: the variance of a single sample is 0 (and its "
-            f"unbiased estimate undefined), so the layer would normalise by nothing. Use a batch "
-            f"of 2 or more samples, or call model.eval() to use the moving statistics."
-        )
-
-
-def _check_hyper(eps, momentum) -> None:
-    """eps in (0, inf) and momentum in [0, 1], as numbers (NaN fails both)."""
-    for name, value, ok, span in (("eps", eps, lambda v: 0 < v < math.inf, "(0, inf)"),
-                                  ("momentum", momentum, lambda v: 0 <= v <= 1, "[0, 1]")):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-            raise ValueError(f"batch norm: {name} must be a number in {span}, got {value!r}")
-
-
-def _check_params(X: torch.Tensor, **params: torch.Tensor) -> None:
-    """Each parameter and statistic must hold one value per feature (channel) of X."""
-    stats = (1, X.shape[1]) if X.ndim == 2 else (1, X.shape[1], 1, 1)
-    for name, p in params.items():
-        ok = (isinstance(p, torch.Tensor) and p.ndim <= X.ndim and p.numel() == X.shape[1]
-              and tuple(torch.broadcast_shapes(p.shape, stats)) == stats)
-        if not ok:
-            got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
-            raise ValueError(f"batch_norm: {name} must hold one value per "
-                             f"{'feature' if X.ndim == 2 else 'channel'} of X, shaped {stats} "
-                             f"for input of shape {tuple(X.shape)}; got {got}")
+__all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "main"]
 
 
 def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
@@ -66,15 +34,10 @@ def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     moving statistics towards the batch's (the variance unbiased, as torch does); prediction
     mode normalises with the moving statistics. Both then scale by gamma and shift by beta.
     """
-    if X.ndim not in (2, 4):
-        raise ValueError(f"batch_norm takes 2-D input (N x features) or 4-D input "
-                         f"(N x C x H x W), got a {X.ndim}-D tensor of shape {tuple(X.shape)}")
-    _check_hyper(eps, momentum)
-    _check_params(X, gamma=gamma, beta=beta, moving_mean=moving_mean, moving_var=moving_var)
+    check_batch_norm(X, (gamma, beta, moving_mean, moving_var), eps, momentum, train_mode)
     if not train_mode:
         X_hat = (X - moving_mean) / torch.sqrt(moving_var + eps)
         return gamma * X_hat + beta, moving_mean, moving_var
-    _check_batch_stats(X)
     # Fully connected: statistics over the batch. Convolutional: per channel over N, H and W.
     dims = (0,) if X.ndim == 2 else (0, 2, 3)
     mean = X.mean(dim=dims, keepdim=True)
@@ -97,35 +60,18 @@ class BatchNormLayer(nn.Module):
     def __init__(self, num_features: int, num_dims: int,
                  norm_fn: Callable = batch_norm, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int) \
-                or num_features <= 0:
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if num_dims == 2:
-            shape = (1, num_features)
-        elif num_dims == 4:
-            shape = (1, num_features, 1, 1)
-        else:
-            raise ValueError(f"num_dims must be 2 (fully connected) or 4 (convolutional), "
-                             f"got {num_dims!r}")
-        _check_hyper(eps, momentum)
-        self.num_features, self.num_dims = num_features, num_dims
-        self.norm_fn, self.eps, self.momentum = norm_fn, eps, momentum
+        args = LAYER_ARGS(dict(num_features=num_features, num_dims=num_dims, eps=eps,
+                               momentum=momentum))
+        shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
+        self.num_features, self.num_dims = args["num_features"], args["num_dims"]
+        self.norm_fn, self.eps, self.momentum = norm_fn, args["eps"], args["momentum"]
         self.gamma = nn.Parameter(torch.ones(shape))
         self.beta = nn.Parameter(torch.zeros(shape))
         self.register_buffer("moving_mean", torch.zeros(shape))
         self.register_buffer("moving_var", torch.ones(shape))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        if X.ndim != self.num_dims:
-            layout = "N x features" if self.num_dims == 2 else "N x C x H x W"
-            raise ValueError(f"{self!r} expects {self.num_dims}-D input ({layout}), got shape "
-                             f"{tuple(X.shape)}")
-        if X.shape[1] != self.num_features:
-            raise ValueError(f"{self!r} expected {self.num_features} "
-                             f"{'features' if self.num_dims == 2 else 'channels'}, got "
-                             f"{X.shape[1]} (input shape {tuple(X.shape)})")
-        if self.training:
-            _check_batch_stats(X)
+        check_layer_input(self, X)
         Y, moving_mean, moving_var = self.norm_fn(
             X, self.gamma, self.beta, self.moving_mean, self.moving_var,
             self.eps, self.momentum, train_mode=self.training)
@@ -139,10 +85,67 @@ class BatchNormLayer(nn.Module):
         return f"{self.num_features}, {self.num_dims}"
 
 
-def _check_classes(num_classes) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    return num_classes
+# --- the checks, once at each boundary (kept apart so that the mathematics reads as the book) ---
+
+def _num_dims(name: str, value) -> int:
+    if isinstance(value, bool) or value not in (2, 4):
+        raise ArgumentError(f"{name} must be 2 (fully connected) or 4 (convolutional), got "
+                            f"{value!r}")
+    return value
+
+
+LAYER_ARGS = Check(num_features=positive_int, num_dims=_num_dims,
+                   eps=partial(number, low=0, high=math.inf, open_low=True, open_high=True),
+                   momentum=partial(number, low=0, high=1))
+
+
+def check_batch_norm(X: torch.Tensor, params: tuple, eps: float, momentum: float,
+                     train_mode: bool) -> None:
+    """batch_norm's arguments: 2-D or 4-D input, one parameter value per feature (channel),
+    eps in (0, inf), momentum in [0, 1], and more than one value per feature to train on.
+    Costs a few microseconds when all is well (the layer calls it every batch)."""
+    if X.ndim not in (2, 4):
+        raise ValueError(f"batch_norm takes 2-D input (N x features) or 4-D input "
+                         f"(N x C x H x W), got a {X.ndim}-D tensor of shape {tuple(X.shape)}")
+    if not (isinstance(eps, float) and 0 < eps < math.inf and isinstance(momentum, float)
+            and 0 <= momentum <= 1):
+        LAYER_ARGS.table["eps"]("eps", eps)
+        LAYER_ARGS.table["momentum"]("momentum", momentum)
+    stats = (1, X.shape[1]) if X.ndim == 2 else (1, X.shape[1], 1, 1)
+    if any(not isinstance(p, torch.Tensor) or p.shape != stats for p in params):
+        _check_params(X, stats, params)
+    if train_mode and X.numel() // max(X.shape[1], 1) < 2:
+        raise ValueError(
+            f"batch normalization in training mode needs more than one value per feature, got "
+            f"input of shape {tuple(X.shape)}: the variance of a single sample is 0 (and its "
+            f"unbiased estimate undefined), so the layer would normalise by nothing. Use a batch "
+            f"of 2 or more samples, or call model.eval() to use the moving statistics.")
+
+
+def _check_params(X: torch.Tensor, stats: tuple, params: tuple) -> None:
+    """Each parameter and statistic holds one value per feature (channel) of X, in any shape
+    that broadcasts to `stats`."""
+    names = ("gamma", "beta", "moving_mean", "moving_var")
+    for name, p in zip(names, params, strict=True):
+        ok = (isinstance(p, torch.Tensor) and p.ndim <= X.ndim and p.numel() == X.shape[1]
+              and tuple(torch.broadcast_shapes(p.shape, stats)) == stats)
+        if not ok:
+            got = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+            raise ValueError(f"batch_norm: {name} must hold one value per "
+                             f"{'feature' if X.ndim == 2 else 'channel'} of X, shaped {stats} "
+                             f"for input of shape {tuple(X.shape)}; got {got}")
+
+
+def check_layer_input(layer: BatchNormLayer, X: torch.Tensor) -> None:
+    """The layer's input: its layout (2-D or 4-D) and its number of features (channels)."""
+    if X.ndim != layer.num_dims:
+        layout = "N x features" if layer.num_dims == 2 else "N x C x H x W"
+        raise ValueError(f"{layer!r} expects {layer.num_dims}-D input ({layout}), got shape "
+                         f"{tuple(X.shape)}")
+    if X.shape[1] != layer.num_features:
+        raise ValueError(f"{layer!r} expected {layer.num_features} "
+                         f"{'features' if layer.num_dims == 2 else 'channels'}, got "
+                         f"{X.shape[1]} (input shape {tuple(X.shape)})")
 
 
 class BLeNetScratch(AbstractClassifier):
@@ -158,7 +161,7 @@ class BLeNetScratch(AbstractClassifier):
             nn.Flatten(),
             nn.Linear(16 * 4 * 4, 120), BatchNormLayer(120, 2), nn.Sigmoid(),
             nn.Linear(120, 84), BatchNormLayer(84, 2), nn.Sigmoid(),
-            nn.Linear(84, _check_classes(num_classes)), nn.Softmax(dim=1),
+            nn.Linear(84, count("num_classes", num_classes, low=2)), nn.Softmax(dim=1),
         )
 
 
@@ -175,12 +178,11 @@ class BLeNetConcise(AbstractClassifier):
             nn.Flatten(),
             nn.Linear(16 * 4 * 4, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
             nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
-            nn.Linear(84, _check_classes(num_classes)), nn.Softmax(dim=1),
+            nn.Linear(84, count("num_classes", num_classes, low=2)), nn.Softmax(dim=1),
         )
 
 
 MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}
-DATASETS = {"fashion-mnist": d2lai.FashionMNISTData, "mnist": d2lai.MNISTData}
 
 
 def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,56 +195,6 @@ def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     raise ValueError(f"{type(model).__name__} has no batch-norm layer")
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer > 0."""
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def batch_count(text: str) -> int:
-    """An argparse type: 2 or more samples, as batch norm needs to train."""
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (batch normalization needs two "
-                                         f"samples or more to train on), got {value}")
-    return value
-
-
-def learning_rate(text: str) -> float:
-    """An argparse type: a learning rate `Descent` accepts."""
-    try:
-        return Descent(float(text)).lr
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def seed_value(text: str) -> int:
-    """An argparse type: a seed `d2lai.seed` accepts."""
-    try:
-        return check_seed(int(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def common_flags(out: str) -> argparse.ArgumentParser:
-    """The flags every script of the chapter takes: length of the run, data, device, output."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--epochs", type=positive_int, default=10, help="epochs to train")
-    p.add_argument("--batchsize", type=batch_count, default=128, help="samples a batch")
-    p.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist",
-                   help="the data set, from DATA_ROOT/FashionMNIST/raw/ or DATA_ROOT/MNIST/raw/")
-    p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
-    p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (default: $D2LAI_DATA, "
-                                       "else ~/.cache/d2lai)")
-    p.add_argument("--out", default=out, help=f"folder for plots and tables (default {out})")
-    p.add_argument("--num-train", type=batch_count, help="train on the first N images")
-    p.add_argument("--num-val", type=positive_int, help="validate on the first N test images")
-    p.add_argument("--seed", type=seed_value, help="seed for repeatable runs")
-    return p
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m chapters.batch_norm", parents=[common_flags("out")],
@@ -251,21 +203,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=learning_rate, default=0.1,
                    help="learning rate of Descent (default 0.1)")
     return p.parse_args(argv)
-
-
-def load_data(args: argparse.Namespace, **options) -> d2lai.MNISTLikeData:
-    """The data set as the flags ask (dataset, batchsize, data_root, num_train, num_val), with
-    the caller's `options` (normalize=, val_split=, flatten=, ...).
-
-    A missing, unreadable or corrupt data set, or an --out that cannot be written, exits with
-    the package's message as `error: ...` before anything is trained.
-    """
-    try:
-        check_output_path(args.out, "--out", folder=True)
-        return DATASETS[args.dataset](batchsize=args.batchsize, root=args.data_root,
-                                      num_train=args.num_train, num_val=args.num_val, **options)
-    except (ValueError, TypeError, OSError) as err:
-        raise SystemExit(f"error: {err}") from None
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:

@@ -15,15 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from chapters.batch_norm import (
-    BatchNormLayer,
-    BLeNetConcise,
-    BLeNetScratch,
-    batch_norm,
-    common_flags,
-    learning_rate,
-    load_data,
-)
+from chapters.batch_norm import BatchNormLayer, BLeNetConcise, BLeNetScratch, batch_norm
+from chapters.cli import common_flags, learning_rate, load_data
 from d2lai import AbstractClassifier, Descent
 from d2lai.files import write_json
 from d2lai.runs import RunTable, grid, sweep

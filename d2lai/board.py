@@ -98,7 +98,7 @@ def _as_floats(value, name: str, scalar: bool = False) -> list[float]:
     raise TypeError(f"draw: {name} must be {wanted}, got {_what(value)}")
 
 
-def _check_label(name: str, label) -> str:
+def check_label(name: str, label) -> str:
     if not isinstance(label, str) or not label:
         raise TypeError(f"{name} must be a non-empty str, got {_what(label)}")
     if label.startswith("_"):
@@ -116,7 +116,7 @@ def _check_figsize(name: str, value) -> tuple[float, float]:
     return float(value[0]), float(value[1])
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
     return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
@@ -150,7 +150,7 @@ class ProgressBoard:
             raise TypeError(f"ylabels must be a list of series names, e.g. ['train_loss'], "
                             f"got {_what(ylabels)}")
         for i, label in enumerate(ylabels):
-            _check_label(f"ylabels[{i}]", label)
+            check_label(f"ylabels[{i}]", label)
         if len(set(ylabels)) != len(ylabels):
             raise ValueError(f"ylabels must be distinct, got {list(ylabels)!r}")
         if colors is None:
@@ -177,7 +177,7 @@ class ProgressBoard:
         self.figsize = next(iter(given.values()), (6.0, 4.0))
         self.series: dict[str, tuple[list[float], list[float]]] = {}
         self.best: tuple[str, str] | None = None
-        self.live = _in_notebook() if live is None else live and _live_or_warn()
+        self.live = in_notebook() if live is None else live and _live_or_warn()
         self._display = None
 
     @property
@@ -192,7 +192,7 @@ class ProgressBoard:
     def draw(self, x, y, label: str) -> None:
         """Add point(s) `(x, y)` to the series `label`: numbers, or equal-length 1-D sequences,
         arrays or tensors."""
-        _check_label("label", label)
+        check_label("label", label)
         xs, ys = _as_floats(x, "x"), _as_floats(y, "y")
         if len(xs) != len(ys):
             raise ValueError(f"draw: x and y must have the same length, got {len(xs)} and "
@@ -207,7 +207,7 @@ class ProgressBoard:
         """Mark the best point of series `label` (`mode` "min" or "max") on the figure and in
         the title; the first one on ties, non-finite values ignored. `None` turns it off."""
         if label is not None:
-            _check_label("label", label)
+            check_label("label", label)
             if mode not in ("min", "max"):
                 raise ValueError(f"mark_best: mode must be 'min' or 'max', got {mode!r}")
         best = None if label is None else (label, mode)
@@ -316,7 +316,7 @@ class ProgressBoard:
 def _live_or_warn() -> bool:
     """True in a Jupyter kernel; elsewhere False, with a warning (once) that live needs one."""
     global _warned_not_live
-    if _in_notebook():
+    if in_notebook():
         return True
     if not _warned_not_live:
         _warned_not_live = True

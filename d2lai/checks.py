@@ -2,15 +2,23 @@
 
 Checks run once, where a value enters (a constructor, a data module, fit start), so that the
 code of the book below them reads as the book does. Integers accept any integral type
-(`numpy.int64` too), never `bool`; flags accept only `True` and `False`.
+(`numpy.int64` too), never `bool`; flags accept only `True` and `False`. A refused value raises
+`ArgumentError`, which is both a ValueError and a TypeError (a wrong type and a wrong value are
+both a bad argument), so either `except` catches it.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from functools import partial
 
-__all__ = ["positive_int", "count", "flag", "number", "one_of", "Check"]
+__all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
+           "TRAINER", "trainable", "data_module", "callbacks", "optimizer_of"]
+
+
+class ArgumentError(ValueError, TypeError):
+    """An argument that cannot be used: its name, what it must be, and what came."""
 
 
 def _integral(value) -> bool:
@@ -22,23 +30,23 @@ def positive_int(name: str, value, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
     if not _integral(value):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
     if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
+        raise ArgumentError(f"{name} must be a positive integer, got {value}")
     return int(value)
 
 
 def count(name: str, value, low: int = 0) -> int:
     """`value` as an int if it is an integer >= `low` (a ValueError otherwise)."""
     if not _integral(value) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
 def flag(name: str, value) -> bool:
     """`value` if it is True or False: a string such as "False" would read as true."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise ArgumentError(f"{name} must be True or False, got {value!r}")
     return value
 
 
@@ -54,35 +62,118 @@ def number(name: str, value, low: float = -math.inf, high: float = math.inf, *,
         span = (f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
                 if (low, high) != (-math.inf, math.inf) else "")
         what = f"a number in {span}" if span else "a finite number"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ArgumentError(f"{name} must be {what}, got {value!r}")
     if (low, high) == (-math.inf, math.inf) and not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise ArgumentError(f"{name} must be a finite number, got {value!r}")
     return float(value)
 
 
 def one_of(name: str, value, choices) -> object:
     """`value` if it is one of `choices`."""
     if isinstance(value, bool) or value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ArgumentError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 
 class Check:
-    """A table of argument checks, run in one call: `Check(name=(positive_int,), ...)(args)`.
+    """A table of argument checks run in one call: `Check(name=check, ...)(args, owner)`.
 
-    Each entry is the check function and its extra arguments; `__call__` runs each on the value
-    of that name in `args` and returns the checked values.
+    Each check is a function of (name, value) that returns the value as it is kept or raises;
+    `functools.partial` sets its options (`partial(number, low=0)`). The error names `owner`.
     """
 
     def __init__(self, **table):
         self.table = table
 
     def __call__(self, args: dict, owner: str = "") -> dict:
-        prefix = f"{owner}: " if owner else ""
         checked = {}
-        for name, (fn, *extra) in self.table.items():
+        for name, check in self.table.items():
             try:
-                checked[name] = fn(name, args[name], *extra)
-            except (TypeError, ValueError) as err:
-                raise type(err)(f"{prefix}{err}") from None
+                checked[name] = check(name, args[name])
+            except ArgumentError as err:
+                raise ArgumentError(f"{owner}: {err}" if owner else str(err)) from None
         return checked
+
+
+# --- what a Trainer takes ----------------------------------------------------------------------
+
+TRAINER = Check(
+    max_epochs=partial(positive_int, allow_none=True), max_steps=partial(positive_int,
+                                                                         allow_none=True),
+    print_every=positive_int, gpu=flag, verbose=flag, board=flag, resume=flag,
+    override_opt=flag, gradient_clip_val=partial(number, low=0, high=math.inf, open_high=True),
+    on_diverge=partial(one_of, choices=("stop", "raise")))
+
+
+def trainable(model, data, opt, custom_loop: bool) -> None:
+    """Refuse a model, data module or optimiser `Trainer(...)` cannot train, saying why."""
+    import torch
+    from torch import nn
+
+    from .optim import ACCEPTED, RULES
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (a d2lai.AbstractClassifier, say), "
+                        f"got {type(model).__name__}")
+    if not hasattr(model, "training_step") or not hasattr(model, "validation_step"):
+        raise TypeError(f"model {type(model).__name__} has no training_step/validation_step: "
+                        f"make it a subclass of d2lai.AbstractModel or AbstractClassifier")
+    if "train" in vars(model) or not callable(getattr(model, "train", None)):
+        raise TypeError(f"model {type(model).__name__} has a field named 'train', which hides "
+                        f"nn.Module.train() (the switch to training mode): rename the field")
+    data_module(data)
+    for split in ("train", "val"):
+        tensors = getattr(data, split, None)
+        if isinstance(tensors, (tuple, list)) and tensors \
+                and all(isinstance(t, torch.Tensor) and t.ndim for t in tensors):
+            lengths = sorted({len(t) for t in tensors})
+            if len(lengths) > 1:
+                raise ValueError(f"data.{split} holds tensors of different lengths {lengths}: "
+                                 f"inputs and labels must have one row per sample")
+            if lengths == [0]:
+                raise ValueError(f"the {'training' if split == 'train' else 'validation'} set "
+                                 f"is empty: data.{split} has 0 samples")
+    stepper = callable(getattr(opt, "step", None)) and callable(getattr(opt, "zero_grad", None))
+    if not (opt is None or isinstance(opt, RULES) or stepper or custom_loop):
+        raise TypeError(f"opt must be {ACCEPTED}, or None when the model has its own "
+                        f"configure_optimizers(); got {type(opt).__name__}")
+
+
+def data_module(data) -> None:
+    """Refuse what is not a data module: train_dataloader() and val_dataloader(), or
+    get_dataloader(train)."""
+    if not ((callable(getattr(data, "train_dataloader", None))
+             and callable(getattr(data, "val_dataloader", None)))
+            or callable(getattr(data, "get_dataloader", None))):
+        raise TypeError(f"data must be a data module with train_dataloader() and "
+                        f"val_dataloader(), or get_dataloader(train) (a d2lai.AbstractData such "
+                        f"as FashionMNISTData), got {type(data).__name__}")
+
+
+def callbacks(value) -> list:
+    """A list of `d2lai.Callback`s: one callback alone is taken as a list of one."""
+    from .callbacks import Callback
+
+    value = [value] if isinstance(value, Callback) else value
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"callbacks must be a list of d2lai.Callback objects, got "
+                        f"{type(value).__name__}")
+    value = list(value)
+    bad = [c for c in value if not isinstance(c, Callback)]
+    if bad:
+        raise TypeError(f"callbacks must be d2lai.Callback objects, got "
+                        f"{', '.join(type(c).__name__ for c in bad)}")
+    return value
+
+
+def optimizer_of(optimizer, model) -> None:
+    """Refuse a torch optimiser that holds none of the model's parameters."""
+    import torch
+
+    if isinstance(optimizer, torch.optim.Optimizer):
+        ours = {id(p) for p in model.parameters()}
+        theirs = [p for g in optimizer.param_groups for p in g["params"]]
+        if theirs and not any(id(p) in ours for p in theirs):
+            raise ValueError(f"the optimiser holds none of {type(model).__name__}'s "
+                             f"parameters (was it built over another model?): build it over "
+                             f"model.parameters(), or pass a rule such as Descent(0.1)")

@@ -20,13 +20,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 import d2lai
-from chapters.batch_norm import (
-    BatchNormLayer,
-    common_flags,
-    learning_rate,
-    load_data,
-    positive_int,
-)
+from chapters.batch_norm import BatchNormLayer
+from chapters.cli import common_flags, learning_rate, load_data, positive_int
 from d2lai import AbstractClassifier, Adam, Callback, RunTable, TensorLoader, grid, sweep
 
 __all__ = ["DeepCNN", "VARIANTS", "outputs", "score", "main"]
@@ -49,7 +44,7 @@ class DeepCNN(AbstractClassifier):
     between each conv (and the dense layer) and its ReLU, and drops that layer's bias.
     Each training batch's loss is kept in `batch_losses` (for the per-batch plot)."""
 
-    head = "logits"
+    output_kind = "logits"
 
     def __init__(self, norm: str | None = None, num_classes: int = 10, image_size: int = 28):
         super().__init__()

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import d2lai
-from chapters.batch_norm import batch_count, common_flags, load_data
+from chapters.cli import batch_count, common_flags, load_data
 from d2lai import (
     AbstractClassifier,
     Callback,
@@ -49,7 +49,7 @@ class MLP(AbstractClassifier):
     bias 0.
     """
 
-    head = "probabilities"
+    output_kind = "probabilities"
 
     def __init__(self, hidden: tuple[int, ...] = (512, 512), dropout: float = 0.0,
                  batch_norm: bool = False, init: str = "glorot_uniform", num_inputs: int = 784,

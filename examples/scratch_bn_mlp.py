@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from chapters.batch_norm import common_flags, learning_rate, load_data, positive_int
+from chapters.cli import common_flags, learning_rate, load_data, positive_int
 from d2lai import AbstractClassifier, Descent, Run, RunTable, sweep
 
 __all__ = ["batch_norm_1d", "BatchNorm1dScratch", "MLP", "ConvNet", "RUNS", "main"]
@@ -99,7 +99,7 @@ class BatchNorm1dScratch(nn.Module):
 class MLP(AbstractClassifier):
     """784 -> 100 (scratch batch norm if `batch_norm`) -> ReLU -> 10 logits."""
 
-    head = "logits"  # the tutorial ends in a Linear layer and uses CrossEntropyLoss
+    output_kind = "logits"  # the tutorial ends in a Linear layer and uses CrossEntropyLoss
 
     def __init__(self, batch_norm: bool = True, momentum: float = 0.1):
         super().__init__()
@@ -112,7 +112,7 @@ class ConvNet(AbstractClassifier):
     """Conv 3x3 (6, padding 1), pool, conv 5x5 (16), pool, dense 400 -> 10 logits; torch's
     BatchNorm2d between each conv and its ReLU if `batch_norm`."""
 
-    head = "logits"
+    output_kind = "logits"
 
     def __init__(self, batch_norm: bool = True):
         super().__init__()

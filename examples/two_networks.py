@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 import d2lai
-from chapters.batch_norm import common_flags, learning_rate, load_data
+from chapters.cli import common_flags, learning_rate, load_data
 from d2lai import AbstractClassifier, Adam, Run, RunTable, grid, sweep
 
 __all__ = ["Network", "NETWORKS", "TRAINSETS", "main"]
@@ -32,7 +32,7 @@ class Network(AbstractClassifier):
     pooling and BatchNorm1d(120) after the first dense layer's ReLU. Batch norm holds no random
     numbers, so both networks built after the same seed start from the same weights."""
 
-    head = "logits"
+    output_kind = "logits"
 
     def __init__(self, batch_norm: bool = False):
         super().__init__()

@@ -125,7 +125,7 @@ def test_layer_plans():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in plain) and len(plain) == 8
     X = torch.randn(3, 1, 28, 28)
     for model in (sb.MLP(True), sb.MLP(False), sb.ConvNet(True), sb.ConvNet(False)):
-        assert model(X).shape == (3, 10) and model.head == "logits"
+        assert model(X).shape == (3, 10) and model.output_kind == "logits"
 
 
 # --- end to end -----------------------------------------------------------------------------

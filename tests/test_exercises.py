@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-import chapters.batch_norm as chapter
+import chapters.cli as cli
 import d2lai
 from chapters import batch_norm_exercises as ex
 from chapters.batch_norm import BatchNormLayer, BLeNetConcise, BLeNetScratch, batch_norm
@@ -214,7 +214,7 @@ def test_exercise_end_to_end(name, fashion_root, tmp_path, monkeypatch, capsys):
             loads.append(1)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setitem(chapter.DATASETS, "fashion-mnist", Counted)
+    monkeypatch.setitem(cli.DATASETS, "fashion-mnist", Counted)
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     rows = run(name, fashion_root, out)

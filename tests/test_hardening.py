@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 
 import pytest
 import torch
@@ -43,7 +44,7 @@ def _state(model):
 
 
 @pytest.mark.parametrize("make", [BLeNetScratch, TinyClassifier])
-def test_divergence_restores_buffers_too_so_eval_predicts(tiny_data, make):
+def test_divergence_restores_the_epochs_start_buffers_too_so_eval_predicts(tiny_data, make):
     model = make()
     model.net.insert(0, NaNAt(at=13))  # batch 3 of epoch 2: the bad batch's forward moves BN
     states = []
@@ -51,28 +52,58 @@ def test_divergence_restores_buffers_too_so_eval_predicts(tiny_data, make):
     model.training_step = lambda batch: (states.append(_state(model)), original(batch))[1]
     model, metrics = _trainer(tiny_data, model).fit()
     assert metrics.diverged and metrics.epochs == 1
-    before_bad = states[12]
+    after_epoch_1 = states[10]  # before the first batch of epoch 2
     for k, v in model.state_dict().items():  # parameters AND running statistics
-        assert torch.equal(v, before_bad[k]), k
+        assert torch.equal(v, after_epoch_1[k]), k
     model.eval()
     with torch.no_grad():
         assert bool(torch.isfinite(model(tiny_data.transform(tiny_data.val[0]))).all())
 
 
-def test_where_losses_are_looked_at_every_few_batches_the_window_is_rolled_back(
+def test_the_model_returned_is_the_one_the_metrics_describe(tiny_data):
+    class Blowup(d2lai.Callback):  # the learning rate becomes absurd after epoch 1
+        def on_epoch_end(self, trainer, epoch, logs):
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 1e30
+
+    trainer = _trainer(tiny_data, TinyClassifier(), max_epochs=3, callbacks=[Blowup()])
+    model, metrics = trainer.fit()
+    assert metrics.diverged and metrics.epochs == 1
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    model.eval()
+    X, y = tiny_data.transform(tiny_data.val[0]), tiny_data.val[1]
+    with torch.no_grad():
+        y_hat = model(X)
+        loss, acc = float(model.loss(y_hat, y)), float(d2lai.accuracy(y_hat, y))
+    assert loss == pytest.approx(metrics.val_loss, rel=1e-5)
+    assert acc == pytest.approx(metrics.val_acc, rel=1e-6)
+
+
+def test_where_losses_are_looked_at_every_few_batches_the_epoch_is_rolled_back(
         tiny_data, monkeypatch, caplog):
-    monkeypatch.setattr(d2lai.Trainer, "check_every", {"cpu": 4})  # as on a GPU, every 4
+    monkeypatch.setattr(d2lai.callbacks.DivergenceWatch, "check_every", {"cpu": 4})  # as a GPU
     model = TinyClassifier()
-    model.net.insert(0, NaNAt(at=7))  # batch 7 of epoch 1: window 5..8
+    model.net.insert(0, NaNAt(at=17))  # batch 7 of epoch 2: looked at after batch 8
     states = []
     original = model.training_step
     model.training_step = lambda batch: (states.append(_state(model)), original(batch))[1]
     model, metrics = _trainer(tiny_data, model).fit()
-    assert metrics.diverged and metrics.epochs == 0
-    assert "diverged at epoch 1, batch 7" in caplog.text
-    assert "the model is as it was before batch 5" in caplog.text
+    assert metrics.diverged and metrics.epochs == 1
+    assert len(states) == 18  # batches 1 to 8 of epoch 2 ran before the look
+    assert "diverged at epoch 2, batch 7" in caplog.text
+    assert "the model is as it was after epoch 1, whose figures the fit returns" in caplog.text
     for k, v in model.state_dict().items():
-        assert torch.equal(v, states[4][k]), k
+        assert torch.equal(v, states[10][k]), k
+
+
+def test_non_finite_inputs_are_blamed_not_the_learning_rate(tiny_data, caplog):
+    X, y = tiny_data.transform(tiny_data.train[0]), tiny_data.train[1]
+    X[100, 0, 3, 3] = float("nan")  # one pixel of one image, in a batch the shuffle picks
+    _, metrics = _trainer(Tensors(X, y, 64), TinyClassifier(), max_epochs=1).fit()
+    assert metrics.diverged
+    assert re.search(r"diverged at epoch 1, batch (\d+) .* the inputs of batch \1 are not "
+                     r"finite", caplog.text)
+    assert "lower the learning rate" not in caplog.text
 
 
 # --- resuming with another optimiser ------------------------------------------------------
@@ -308,5 +339,5 @@ def test_max_steps_stops_after_that_many_batches(tiny_data):
 def test_divergence_logs_where_and_what_was_restored(tiny_data, caplog):
     with caplog.at_level(logging.WARNING, logger="d2lai"):
         _trainer(tiny_data, FailAt(1, 4)).fit()
-    assert "diverged at epoch 1, batch 4 (loss=nan); the model is as it was before batch 4: " \
+    assert "diverged at epoch 1, batch 4 (loss=nan); the model is as it was before training: " \
            "lower the learning rate" in caplog.text

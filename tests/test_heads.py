@@ -70,7 +70,7 @@ def test_the_head_is_guessed_and_logged_once(tiny_data, caplog):
 def test_a_relu_head_trains_on_a_true_cross_entropy_with_a_warning(tiny_data):
     model = Net(nn.ReLU())
     X, y = next(iter(tiny_data.train_dataloader()))
-    with pytest.warns(UserWarning, match=r"do not sum to 1 .* nn.Softmax\(dim=1\)"):
+    with pytest.warns(UserWarning, match=r"do not sum to 1 .* nn.Softmax\(dim=-1\)"):
         loss = model.loss(model(X), y)
     assert torch.allclose(loss, F.cross_entropy(model(X), y), atol=1e-6) and loss >= 0
     with pytest.warns(UserWarning, match="scoring them as logits"):
@@ -81,7 +81,7 @@ def test_a_relu_head_trains_on_a_true_cross_entropy_with_a_warning(tiny_data):
 
 def test_a_declared_head_overrides_the_guess(tiny_data):
     class ReluLogits(Net):
-        head = "logits"
+        output_kind = "logits"
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # declared: no warning
@@ -90,17 +90,17 @@ def test_a_declared_head_overrides_the_guess(tiny_data):
         assert torch.allclose(model.loss(model(X), y), F.cross_entropy(model(X), y))
 
 
-@pytest.mark.parametrize("declared, hint", [("probabilities", r"nn.Softmax\(dim=1\)"),
-                                            ("log_probabilities", r"nn.LogSoftmax\(dim=1\)")])
+@pytest.mark.parametrize("declared, hint", [("probabilities", r"nn.Softmax\(dim=-1\)"),
+                                            ("log_probabilities", r"nn.LogSoftmax\(dim=-1\)")])
 def test_a_declared_head_that_does_not_fit_the_outputs_is_refused(tiny_data, declared, hint):
     class Wrong(Net):
-        head = declared
+        output_kind = declared
 
     model = Wrong()  # ends in a Linear layer: logits
-    with pytest.raises(ValueError, match=f"declares head = '{declared}' .*{hint}"):
+    with pytest.raises(ValueError, match=f"declares output_kind = '{declared}' .*{hint}"):
         _fit(model, tiny_data)
-    Wrong.head = "softmax"
-    with pytest.raises(ValueError, match="head must be one of"):
+    Wrong.output_kind = "softmax"
+    with pytest.raises(ValueError, match="output_kind must be one of"):
         model.loss(torch.zeros(2, 10), torch.zeros(2, dtype=torch.long))
 
 

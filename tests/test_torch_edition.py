@@ -152,7 +152,7 @@ def test_board_draws_with_the_editions_styles_and_saves_only_when_asked(tmp_path
 
 def test_board_is_live_in_jupyter_unless_display_is_off(monkeypatch):
     shown = []
-    monkeypatch.setattr("d2lai.board._in_notebook", lambda: True)
+    monkeypatch.setattr("d2lai.board.in_notebook", lambda: True)
     monkeypatch.setattr(d2l.ProgressBoard, "_show", lambda self: shown.append(len(self.series)))
     board = d2l.ProgressBoard()
     for x in range(4):
@@ -219,7 +219,7 @@ def test_apply_init_shapes_lazy_layers_then_initialises():
 
 def test_classifier_loss_is_cross_entropy_and_accuracy_counts_hits():
     model = d2l.Classifier()
-    assert model.head == "logits"
+    assert model.output_kind == "logits"
     Y_hat, Y = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     torch.testing.assert_close(model.loss(Y_hat, Y), F.cross_entropy(Y_hat, Y))
     torch.testing.assert_close(model.loss(Y_hat, Y, averaged=False),

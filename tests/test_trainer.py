@@ -9,7 +9,7 @@ from conftest import TinyClassifier
 from torch import nn
 
 import d2lai
-from d2lai.trainer import _JuliaFormatter
+from d2lai.callbacks.epoch_log import JuliaFormatter
 
 
 def _fit(data, model=None, opt=None, **kwargs):
@@ -156,9 +156,9 @@ def test_quiet_fit_logs_at_debug_and_writes_no_board(tiny_data, caplog, tmp_path
 
 def test_julia_style_log_lines():
     record = logging.LogRecord("d2lai", logging.INFO, "", 0, "Train Loss: %.4f", (0.5,), None)
-    assert _JuliaFormatter().format(record) == "[ Info: Train Loss: 0.5000"
+    assert JuliaFormatter().format(record) == "[ Info: Train Loss: 0.5000"
     record.levelno, record.levelname = logging.WARNING, "WARNING"
-    assert _JuliaFormatter().format(record).startswith("[ Warning: ")
+    assert JuliaFormatter().format(record).startswith("[ Warning: ")
 
 
 def test_regression_model_has_no_accuracy():

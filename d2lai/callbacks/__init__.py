@@ -1,8 +1,16 @@
-"""Callbacks: everything around the training loop, one file each, called at its named events."""
+"""Callbacks: everything around the training loop, one file each, called at its named events
+(see `base` for the events and the order they run in)."""
 
-from .base import Callback, monitor_mode
+from .base import Callback, MonitorCallback, monitor_mode
+from .batch_checks import BatchChecks
 from .board import DrawBoard
 from .checkpoint import Checkpoint
+from .divergence import Diverged, DivergenceWatch
 from .early_stopping import EarlyStopping
+from .epoch_log import EpochLog
+from .progress import ProgressBar
+from .train_figures import TrainFigures
 
-__all__ = ["Callback", "Checkpoint", "DrawBoard", "EarlyStopping", "monitor_mode"]
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
+           "Diverged", "DivergenceWatch", "DrawBoard", "EarlyStopping", "EpochLog",
+           "ProgressBar", "TrainFigures"]

@@ -1,21 +1,78 @@
-"""Callbacks: code that runs around the training loop, at its named events."""
+"""Callbacks: code that runs around the training loop, at its named events.
+
+The loop's events, in the order a fit meets them:
+
+    on_fit_start
+      on_epoch_start
+        on_train_start(loader)        then for each batch:
+          on_train_batch_start(batch)   the batch is on the device
+          on_loss(batch, loss)          after the model's training step (forward and loss)
+          on_train_batch_end(batch, loss)   after backward, clipping and the optimiser's step
+        on_train_epoch_end(logs)      the training pass is over: callbacks add their figures
+        on_validation_start(loader)
+          on_validation_batch_start(batch)
+        on_validation_end(logs)
+      on_epoch_end(epoch, logs)       the epoch's figures, validation included
+    on_fit_end(metrics)               also when the fit diverged, was interrupted or failed
+    on_exception(error)               a callback may raise a clearer error instead
+
+Each hook takes the trainer first. Callbacks run in the order of their `order` (smaller
+first; the trainer's own: checks 0, divergence 10, training figures 20, epoch line 40, yours
+50, checkpoint 80, board 90), and may stop the fit by setting `trainer.should_stop = True`.
+"""
 
 from __future__ import annotations
 
-__all__ = ["Callback", "monitor_mode"]
+__all__ = ["Callback", "MonitorCallback", "monitor_mode"]
 
 
 class Callback:
-    """Hooks the trainer calls; each does nothing unless overridden."""
+    """Hooks the trainer calls at its events; each does nothing unless overridden."""
+
+    order = 50
+    EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
+              "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
+              "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",
+              "on_exception")
 
     def on_fit_start(self, trainer) -> None:
         """Before the first epoch of a fit (the model and data are on their device)."""
+
+    def on_epoch_start(self, trainer) -> None:
+        """Before an epoch's training pass."""
+
+    def on_train_start(self, trainer, loader) -> None:
+        """Before the first training batch of an epoch; `loader` gives the batches."""
+
+    def on_train_batch_start(self, trainer, batch) -> None:
+        """A training batch `(X..., y)`, on the device, before the training step."""
+
+    def on_loss(self, trainer, batch, loss) -> None:
+        """The training step's loss of `batch`, before backward."""
+
+    def on_train_batch_end(self, trainer, batch, loss) -> None:
+        """After the optimiser's step on `batch`."""
+
+    def on_train_epoch_end(self, trainer, logs: dict) -> None:
+        """After the training pass: add figures to `logs` (`train_loss`, ...)."""
+
+    def on_validation_start(self, trainer, loader) -> None:
+        """Before the first validation batch."""
+
+    def on_validation_batch_start(self, trainer, batch) -> None:
+        """A validation batch, on the device."""
+
+    def on_validation_end(self, trainer, logs: dict) -> None:
+        """After the validation pass, with its figures (`val_loss`, `val_acc`)."""
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         """After an epoch's validation, with its figures (`train_loss`, `val_acc`, ...)."""
 
     def on_fit_end(self, trainer, metrics) -> None:
-        """After the last epoch, also when the fit diverged or was interrupted."""
+        """After the last epoch, also when the fit diverged, was interrupted or failed."""
+
+    def on_exception(self, trainer, error: Exception) -> None:
+        """The fit is failing with `error`: raise a clearer error, or do nothing."""
 
 
 def monitor_mode(monitor: str, mode: str = "auto") -> str:
@@ -25,3 +82,29 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
     if mode != "auto":
         return mode
     return "max" if "acc" in monitor else "min"
+
+
+class MonitorCallback(Callback):
+    """A callback that watches one figure (`monitor`) for its best value (`mode`): the base of
+    EarlyStopping; the trainer's board stars the best epoch of the first one it is given."""
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0):
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"{type(self).__name__}: monitor must be a figure name such as "
+                             f"'val_loss', got {monitor!r}")
+        self.monitor, self.mode, self.min_delta = monitor, monitor_mode(monitor, mode), min_delta
+
+    def better(self, value: float, reference: float | None) -> bool:
+        """Whether `value` beats `reference` (None: nothing yet) by more than `min_delta`."""
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return value + self.min_delta < reference
+        return value - self.min_delta > reference
+
+    def value(self, logs: dict) -> float | None:
+        """The monitored figure of an epoch; an unknown name lists the ones there are."""
+        if self.monitor not in logs:
+            raise ValueError(f"{type(self).__name__}: monitor={self.monitor!r} is not among this "
+                             f"fit's figures; choose one of {', '.join(map(repr, logs))}")
+        return logs[self.monitor]

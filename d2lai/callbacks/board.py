@@ -6,7 +6,6 @@ import logging
 import os
 
 from .base import Callback, monitor_mode
-from .early_stopping import EarlyStopping
 
 logger = logging.getLogger("d2lai")
 
@@ -16,9 +15,11 @@ __all__ = ["DrawBoard"]
 class DrawBoard(Callback):
     """Draw each epoch's figures on the trainer's board; save it at the end if a path is given.
 
-    The board marks the best epoch of `monitor` (an EarlyStopping's, else the validation
-    accuracy, else the validation loss).
+    The board stars the best epoch of the trainer's `monitor` (its first EarlyStopping's
+    figure, else the validation accuracy, else the validation loss).
     """
+
+    order = 90
 
     def __init__(self, board, path: str | os.PathLike | None = None):
         self.board, self.path = board, path
@@ -36,10 +37,8 @@ class DrawBoard(Callback):
         for name in trainer.history:
             if logs.get(name) is not None:
                 self.board.draw(epoch, logs[name], name)
-        stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
-        monitor = (stopper.monitor if stopper else "val_acc" if "val_acc" in logs
-                   else "val_loss")
-        self.board.mark_best(monitor, monitor_mode(monitor, stopper.mode if stopper else "auto"))
+        monitor = trainer.monitor or ("val_acc" if "val_acc" in logs else "val_loss")
+        self.board.mark_best(monitor, monitor_mode(monitor))
 
     def on_fit_end(self, trainer, metrics) -> None:
         if self.path is None or not self.board.series:

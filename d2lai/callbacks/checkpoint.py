@@ -31,6 +31,8 @@ class Checkpoint(Callback):
     same, and starts afresh when it is not).
     """
 
+    order = 80
+
     def __init__(self, path: str | os.PathLike, resume: bool = False, override_opt: bool = False):
         self.path, self.resume, self.override_opt = Path(path), resume, override_opt
         self.owner = None  # the trainer whose run the file holds

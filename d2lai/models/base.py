@@ -33,10 +33,14 @@ class AbstractModel(nn.Module):
 
         return setup(rule, self)
 
-    def check_batch(self, y_hat, y, num_classes: int | None = None) -> None:
-        """Raise a ValueError when a batch's targets and the model's output cannot go together."""
+    def check_batch(self, y_hat, y, data=None) -> str | None:
+        """Raise a ValueError when a batch's targets and the model's output cannot go together
+        (called on the first batch of a fit); return a note for the log, or None.
+
+        Here, for a regression: one output per target, of the targets' shape (an element-wise
+        loss between other shapes would broadcast, silently). Model families override it."""
         if not (isinstance(y_hat, torch.Tensor) and isinstance(y, torch.Tensor)):
-            return
+            return None
         if y_hat.ndim == 0 or y.ndim == 0 or y_hat.shape[0] != y.shape[0]:
             raise ValueError(f"the model returned output of shape {tuple(y_hat.shape)} for a "
                              f"batch of targets of shape {tuple(y.shape)}: expected one output "
@@ -46,13 +50,16 @@ class AbstractModel(nn.Module):
                 both = tuple(torch.broadcast_shapes(y_hat.shape, y.shape))
             except RuntimeError:
                 both = None
-            if both != tuple(y_hat.shape):
-                how = f"broadcast them to {both}" if both else "fail"
-                raise ValueError(f"the model's output has shape {tuple(y_hat.shape)} but the "
-                                 f"targets have shape {tuple(y.shape)}: an element-wise loss "
-                                 f"would {how}, silently. Make them the same shape (e.g. "
-                                 f"reshape the output, or the targets, to {tuple(y.shape)}).")
+            how = f"broadcast them to {both}" if both else "fail"
+            raise ValueError(f"the model's output has shape {tuple(y_hat.shape)} but the "
+                             f"targets have shape {tuple(y.shape)}: an element-wise loss "
+                             f"would {how}, silently. Make them the same shape (e.g. "
+                             f"reshape the output, or the targets, to {tuple(y.shape)}).")
+        return None
 
+    def epoch_figures(self, logs: dict[str, float]) -> dict[str, float]:
+        """Figures this kind of model adds to an epoch's (the RNN family: perplexity)."""
+        return {}
 
 
 # The Julia text calls these as functions of the model: `d2lai.forward(model, X)`, ...

@@ -10,7 +10,7 @@ from torch import nn
 
 from .base import AbstractModel
 
-__all__ = ["AbstractClassifier", "HEADS", "accuracy", "guess_head"]
+__all__ = ["AbstractClassifier", "HEADS", "accuracy", "check_labels", "guess_head"]
 
 # What a classifier's last layer gives, and the loss that goes with it.
 HEADS = {
@@ -24,114 +24,166 @@ HEADS = {
 class AbstractClassifier(AbstractModel):
     """A model whose output scores classes: probabilities, log-probabilities or logits.
 
-    The book's nets end in a softmax (probabilities); most PyTorch code ends in a Linear layer
-    (logits) or a log_softmax. Set the class attribute `head` to one of `HEADS` to declare it;
-    left at None, it is decided from the first batch, and the loss follows it, computed stably.
+    Outputs hold the class scores in their last dimension: (N, C) against labels (N,), or
+    (N, T, V) against (N, T) for sequences. The book's nets end in a softmax (probabilities);
+    most PyTorch code ends in a Linear layer (logits) or a log_softmax. Set the class attribute
+    `output_kind` to one of `HEADS` to declare it; left at None, it is decided from the first
+    batch, and the loss follows it, computed stably. `target_mask(y)` says which targets count
+    (all, unless a family masks padding).
     """
 
-    head: str | None = None
+    output_kind: str | None = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("head")
+        if declared is None or isinstance(declared, str):  # the former name of output_kind
+            if "head" in cls.__dict__:
+                warnings.warn(f"{cls.__name__}: the class attribute `head` is now called "
+                              f"`output_kind` (a layer may be called head): write "
+                              f"output_kind = {declared!r}", DeprecationWarning, stacklevel=2)
+                cls.output_kind = declared
+                del cls.head  # so that a layer assigned as self.head is found
 
     def loss(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
-        """Cross-entropy of the outputs against integer labels, as the head calls for."""
-        reduction = "mean" if averaged else "none"
-        y = y.long()
-        head = self.output_head(y_hat)
-        if head == "logits":
-            return F.cross_entropy(y_hat, y, reduction=reduction)
-        if head == "log_probabilities":
-            return F.nll_loss(y_hat, y, reduction=reduction)
-        eps = torch.finfo(y_hat.dtype).eps  # finite even where p is 0, as Flux computes it
-        return F.nll_loss(torch.log(y_hat + eps), y, reduction=reduction)
+        """Cross-entropy of the outputs against integer labels, as the output kind calls for;
+        targets outside `target_mask(y)` are left out of the mean (and are 0 if not averaged)."""
+        scores, labels = y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long()
+        kind = self.output_head(y_hat)
+        if kind == "probabilities":  # finite even where p is 0, as Flux computes it
+            scores = torch.log(scores + torch.finfo(scores.dtype).eps)
+        if kind == "logits":
+            losses = F.cross_entropy(scores, labels, reduction="none")
+        else:
+            losses = F.nll_loss(scores, labels, reduction="none")
+        return _masked_mean(losses, self.target_mask(y), averaged)
+
+    def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
+        """Fraction of targets whose largest score is at the label (0/1 each if not averaged)."""
+        correct = (y_hat.argmax(dim=-1) == y).reshape(-1).float()
+        return _masked_mean(correct, self.target_mask(y), averaged)
+
+    def target_mask(self, y: torch.Tensor) -> torch.Tensor | None:
+        """Which targets count in the loss and accuracy (a boolean tensor like y); None: all."""
+        return None
 
     def output_head(self, y_hat: torch.Tensor) -> str:
-        """The head declared, or the one guessed from the first outputs seen (then kept)."""
-        if self.head is not None:
-            if self.head not in HEADS:
-                raise ValueError(f"{type(self).__name__}.head must be one of "
-                                 f"{', '.join(map(repr, HEADS))} or None, got {self.head!r}")
-            return self.head
-        if getattr(self, "_head", None) is None:
-            self._head = guess_head(y_hat)
-            if self._head == "logits" and bool((y_hat >= 0).all()):
+        """The output kind declared, or the one guessed from the first outputs seen (kept)."""
+        if self.output_kind is not None:
+            if self.output_kind not in HEADS:
+                raise ValueError(f"{type(self).__name__}.output_kind must be one of "
+                                 f"{', '.join(map(repr, HEADS))} or None, got "
+                                 f"{self.output_kind!r}")
+            return self.output_kind
+        if getattr(self, "_guessed_kind", None) is None:
+            self._guessed_kind = guess_head(y_hat)
+            if self._guessed_kind == "logits" and bool((y_hat >= 0).all()):
                 warnings.warn(
-                    f"{type(self).__name__}'s outputs are >= 0 but their rows do not sum to 1 "
-                    f"(a ReLU head, or a forgotten softmax): scoring them as logits with "
-                    f"cross_entropy. If they are meant as probabilities, end the net in "
-                    f"nn.Softmax(dim=1); to silence this, declare head = 'logits' on the class.",
+                    f"{type(self).__name__}'s outputs are >= 0 but do not sum to 1 (a ReLU "
+                    f"head, or a forgotten softmax): scoring them as logits with cross_entropy. "
+                    f"If they are meant as probabilities, end the net in nn.Softmax(dim=-1); to "
+                    f"silence this, declare output_kind = 'logits' on the class.",
                     UserWarning, stacklevel=2)
-        return self._head
+        return self._guessed_kind
 
     def validation_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
         *X, y = batch
         y_hat = self(*X)
-        return self.loss(y_hat, y), accuracy(y_hat, y)
+        return self.loss(y_hat, y), self.accuracy(y_hat, y)
 
-    def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
-        return accuracy(y_hat, y, averaged)
-
-    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor,
-                    num_classes: int | None = None) -> None:
-        n = y.shape[0] if y.ndim else 1
-        expected = f"({n}, {num_classes if num_classes is not None else 'num_classes'})"
-        if y_hat.ndim != 2 or y_hat.shape[0] != n:
-            raise ValueError(f"expected the model to output class scores of shape {expected}, "
-                             f"got {tuple(y_hat.shape)}")
-        if num_classes is not None and y_hat.shape[1] != num_classes:
+    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor, data=None) -> str:
+        """Class scores (N, ..., C) for labels (N, ...) in 0..C-1, C the data's classes; the
+        declared kind fits the outputs; all labels of in-memory data in range. Returns the
+        log's note on the loss."""
+        num_classes = getattr(data, "num_classes", None)
+        shape = f"({', '.join(map(str, y.shape))}, {num_classes or 'num_classes'})"
+        if not isinstance(y_hat, torch.Tensor) or y_hat.ndim != y.ndim + 1 \
+                or y_hat.shape[:-1] != y.shape:
+            got = tuple(y_hat.shape) if isinstance(y_hat, torch.Tensor) else type(y_hat).__name__
+            raise ValueError(f"expected the model to output class scores of shape {shape}, "
+                             f"got {got}")
+        if num_classes is not None and y_hat.shape[-1] != num_classes:
             raise ValueError(f"expected the model to output {num_classes} class scores per "
-                             f"sample (the data has {num_classes} classes), got "
-                             f"{y_hat.shape[1]}: output shape {tuple(y_hat.shape)}")
-        _check_labels(y, n, y_hat.shape[1])
-        if self.head in ("probabilities", "log_probabilities") and guess_head(y_hat) != self.head:
+                             f"target (the data has {num_classes} classes), got "
+                             f"{y_hat.shape[-1]}: output shape {tuple(y_hat.shape)}")
+        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise ValueError(f"expected labels as an integer tensor of shape {tuple(y.shape)}, "
+                             f"got dtype {y.dtype}")
+        check_labels(y, y_hat.shape[-1], "the first batch has labels from")
+        for split in ("train", "val", "test"):  # in-memory labels at once: min/max is cheap
+            tensors = getattr(data, split, None)
+            if isinstance(tensors, (tuple, list)) and tensors \
+                    and isinstance(tensors[-1], torch.Tensor) \
+                    and not tensors[-1].is_floating_point():
+                check_labels(tensors[-1], y_hat.shape[-1], f"the {split} labels range from")
+        kind = self.output_kind
+        if kind in ("probabilities", "log_probabilities") and guess_head(y_hat) != kind:
+            sums = y_hat.sum(-1)
             raise ValueError(
-                f"{type(self).__name__} declares head = {self.head!r} but its first outputs "
-                f"are not {self.head.replace('_', '-')} (row sums from "
-                f"{float(y_hat.sum(1).min()):.3g} to {float(y_hat.sum(1).max()):.3g}, values "
-                f"from {float(y_hat.min()):.3g} to {float(y_hat.max()):.3g}). End the net in "
-                f"{'nn.Softmax(dim=1)' if self.head == 'probabilities' else 'nn.LogSoftmax(dim=1)'}"
-                f", or declare head = 'logits'.")
+                f"{type(self).__name__} declares output_kind = {kind!r} but its first outputs "
+                f"are not {kind.replace('_', '-')} (sums from {float(sums.min()):.3g} to "
+                f"{float(sums.max()):.3g}, values from {float(y_hat.min()):.3g} to "
+                f"{float(y_hat.max()):.3g}). End the net in "
+                f"{'nn.Softmax(dim=-1)' if kind == 'probabilities' else 'nn.LogSoftmax(dim=-1)'}"
+                f", or declare output_kind = 'logits'.")
+        kind = self.output_head(y_hat)
+        own = type(self).loss is not AbstractClassifier.loss
+        return (f"{type(self).__name__} outputs {kind.replace('_', '-')}: loss "
+                f"{'its own' if own else HEADS[kind]}")
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, averaged: bool):
+    """The mean of `values` where `mask` holds (all if None); with `averaged` False, the values
+    with the masked-out ones set to 0."""
+    if mask is None:
+        return values.mean() if averaged else values
+    keep = mask.reshape(-1).to(values.dtype)
+    return (values * keep).sum() / keep.sum().clamp(min=1) if averaged else values * keep
 
 
 def guess_head(y_hat: torch.Tensor, tol: float = 1e-3) -> str:
-    """'probabilities' if rows are >= 0 and sum to 1, 'log_probabilities' if their logsumexp is
-    0, else 'logits'."""
+    """'probabilities' if the scores are >= 0 and sum to 1 (over the last dimension),
+    'log_probabilities' if their logsumexp is 0, else 'logits'."""
     with torch.no_grad():
         p = y_hat.detach().double()
         if not bool(torch.isfinite(p).all()):
             return "logits"
-        if bool((p >= 0).all()) and bool(((p.sum(1) - 1).abs() <= tol).all()):
+        if bool((p >= 0).all()) and bool(((p.sum(-1) - 1).abs() <= tol).all()):
             return "probabilities"
-        if bool((p <= 0).all()) and bool((torch.logsumexp(p, 1).abs() <= tol).all()):
+        if bool((p <= 0).all()) and bool((torch.logsumexp(p, -1).abs() <= tol).all()):
             return "log_probabilities"
         return "logits"
 
 
-def _check_labels(y: torch.Tensor, n: int, num_classes: int) -> None:
-    if y.ndim != 1 or y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
-        raise ValueError(f"expected labels as a 1-D integer tensor of length {n}, got "
-                         f"shape {tuple(y.shape)} and dtype {y.dtype}")
-    if len(y):
+def check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
+    """Refuse labels outside 0..num_classes-1; `what` names them ("the train labels range
+    from")."""
+    if y.numel():
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= num_classes:
-            raise ValueError(f"expected labels in 0..{num_classes - 1} (one per output "
-                             f"class), got labels from {lo} to {hi}")
+            raise ValueError(f"{what} {lo} to {hi}, but the model outputs {num_classes} class "
+                             f"scores: expected labels in 0..{num_classes - 1}")
 
 
 def accuracy(*args, averaged: bool = True) -> torch.Tensor:
-    """Fraction of rows whose largest score is at the label (0/1 per row if not averaged).
+    """Fraction of targets whose largest score is at the label (0/1 each if not averaged).
 
-    `accuracy(y_hat, y)`, or `accuracy(model, y_hat, y)` as the Julia text calls it.
+    `accuracy(y_hat, y)` with scores (n, ..., C) and labels (n, ...), or `accuracy(model, y_hat,
+    y)` as the Julia text calls it (then the model's own accuracy, which may mask padding).
     """
-    if args and isinstance(args[0], nn.Module):
-        args = args[1:]
+    model = args[0] if args and isinstance(args[0], nn.Module) else None
+    args = args[1:] if model is not None else args
     if len(args) == 3:
         *args, averaged = args
     if len(args) != 2:
         raise TypeError("accuracy takes (y_hat, y) or (model, y_hat, y)")
     y_hat, y = (torch.as_tensor(a) for a in args)
-    if y_hat.ndim != 2 or y.ndim != 1 or len(y) != len(y_hat):
-        raise ValueError(f"accuracy expects scores of shape (n, num_classes) and labels of "
-                         f"shape (n,), got {tuple(y_hat.shape)} and {tuple(y.shape)}")
+    if y_hat.ndim != y.ndim + 1 or y.ndim == 0 or y_hat.shape[:-1] != y.shape:
+        raise ValueError(f"accuracy expects scores of shape (n, ..., num_classes) and labels of "
+                         f"shape (n, ...), got {tuple(y_hat.shape)} and {tuple(y.shape)}")
     if y.dtype.is_floating_point or y.dtype == torch.bool:
         raise ValueError(f"accuracy expects integer labels, got dtype {y.dtype}")
-    correct = (y_hat.argmax(dim=1) == y).float()
+    if isinstance(model, AbstractClassifier):
+        return model.accuracy(y_hat, y, averaged)
+    correct = (y_hat.argmax(dim=-1) == y).float()
     return correct.mean() if averaged else correct

@@ -194,7 +194,7 @@ class ProgressBoard(HyperParameters, _board.ProgressBoard):
     def draw(self, x, y, label: str, every_n: int = 1) -> None:
         """Collect `(x, y)` under `label`; once `every_n` are collected, draw their mean x and
         mean y as one point (so a long run gives a smooth curve of few points)."""
-        _board._check_label("label", label)
+        _board.check_label("label", label)
         if isinstance(every_n, bool) or not isinstance(every_n, numbers.Integral) or every_n < 1:
             raise ValueError(f"draw: every_n must be a positive integer, got {every_n!r}")
         points = self.raw_points.setdefault(label, [])
@@ -203,7 +203,7 @@ class ProgressBoard(HyperParameters, _board.ProgressBoard):
             return
         xs, ys = zip(*points, strict=True)
         points.clear()
-        self.live = bool(self.display) and self.axes is None and _board._in_notebook()
+        self.live = bool(self.display) and self.axes is None and _board.in_notebook()
         super().draw(_mean(xs), _mean(ys), label)
         if self.display and self.axes is not None:
             self.axes.cla()
@@ -308,7 +308,7 @@ class Classifier(Module, _model.AbstractClassifier):
     """The edition's base class of classifiers: outputs are logits, the loss is cross-entropy,
     validation plots (and returns) the loss and the accuracy."""
 
-    head = "logits"
+    output_kind = "logits"
 
     def validation_step(self, batch):
         Y_hat = self(*batch[:-1])
@@ -724,7 +724,7 @@ def _check_model_and_data(model, data) -> None:
 
 def use_svg_display() -> None:
     """Show plots as SVG in Jupyter (nothing to do elsewhere)."""
-    if _board._in_notebook():
+    if _board.in_notebook():
         try:
             from matplotlib_inline.backend_inline import set_matplotlib_formats
         except ImportError:
