@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
+import re
 import struct
+import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_idx", "write_fake_mnist", "write_fake_fashion_mnist"]
+__all__ = ["write_idx", "write_fake_mnist", "write_fake_fashion_mnist", "write_fake_time_machine",
+           "write_fake_fra_eng"]
 
 
 def write_idx(path: str | os.PathLike, array) -> None:
@@ -52,3 +57,98 @@ def write_fake_fashion_mnist(root: str | os.PathLike, num_train: int = 600, num_
                              seed: int = 0, gz: bool = False) -> Path:
     """`write_fake_mnist` for Fashion-MNIST (root/FashionMNIST/raw/)."""
     return write_fake_mnist(root, "FashionMNIST", num_train, num_val, seed, gz)
+
+
+_TM_SUBJECTS = ["the time traveller", "the psychologist", "the medical man", "filby", "weena",
+                "the provincial mayor", "the very young man", "i"]
+_TM_VERBS = ["saw", "found", "watched", "touched", "remembered", "followed"]
+_TM_OBJECTS = ["the machine", "the lamp", "the white sphinx", "the little people", "the fire",
+               "the green porcelain", "the morlocks", "the lever"]
+_TM_ENDINGS = ["", " in the dark", " at the laboratory", " upon the lawn", " for a time",
+               " with some surprise"]
+_ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
+
+
+def write_fake_time_machine(root: str | os.PathLike, num_chars: int = 20000,
+                            seed: int = 0) -> Path:
+    """Write a stand-in for The Time Machine as root/timemachine.txt, in the book file's layout
+    (a title line, Roman chapter numbers, paragraphs wrapped at 70 columns).
+
+    Its sentences come from a small grammar ("The time traveller saw the lamp in the dark."),
+    so a character model learns them fast; the text has at least `num_chars` characters once
+    preprocessed (letters and single spaces), enough for TimeMachine's default 10000 + 5000
+    windows. Returns the file's path.
+    """
+    rng = random.Random(seed)
+    parts = ["The Time Machine, by H. G. Wells [1898]\n\n\n\n"]
+    chapter, size = 0, 0
+    while size < num_chars:
+        if size >= chapter * 4000:
+            parts.append(f"\n{_ROMAN[chapter % len(_ROMAN)]}\n\n")
+            chapter += 1
+        sentences = []
+        for _ in range(rng.randint(3, 6)):
+            words = (f"{rng.choice(_TM_SUBJECTS)} {rng.choice(_TM_VERBS)} "
+                     f"{rng.choice(_TM_OBJECTS)}{rng.choice(_TM_ENDINGS)}")
+            sentences.append(words[0].upper() + words[1:] + rng.choice([".", ".", ".", "!"]))
+            size += len(words) + 1
+        parts.append(textwrap.fill(" ".join(sentences), 70) + "\n\n")
+    text = "\n".join(parts)
+    assert len(re.sub("[^A-Za-z]+", " ", text)) >= num_chars
+    path = Path(root) / "timemachine.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+_FR_SUBJECTS = [("i", "je", 0), ("you", "tu", 1), ("he", "il", 2), ("she", "elle", 2),
+                ("we", "nous", 3), ("they", "ils", 4), ("the boy", "le garçon", 2),
+                ("the girl", "la fille", 2)]
+_FR_VERBS = [("see", "vois vois voit voyons voient"),
+             ("eat", "mange manges mange mangeons mangent"),
+             ("want", "veux veux veut voulons veulent"),
+             ("take", "prends prends prend prenons prennent"),
+             ("find", "trouve trouves trouve trouvons trouvent")]
+_FR_OBJECTS = [("the cat", "le chat"), ("the dog", "le chien"), ("the apple", "la pomme"),
+               ("the bread", "le pain"), ("the house", "la maison"), ("the car", "la voiture"),
+               ("the book", "le livre"), ("the fish", "le poisson"), ("the cake", "le gâteau"),
+               ("the tea", "le thé")]
+_FR_SHORT = [("Go.", "Va !"), ("Hi.", "Salut !"), ("Run!", "Cours !"), ("Wow!", "Ça alors !"),
+             ("Stop!", "Arrête !"), ("Wait!", "Attends !"), ("Help!", "À l'aide !"),
+             ("Thanks.", "Merci."), ("Come in.", "Entre."), ("Be calm.", "Sois calme !")]
+
+
+def write_fake_fra_eng(root: str | os.PathLike, num_pairs: int | None = None,
+                       seed: int = 0) -> Path:
+    """Write a stand-in for the book's English-French pairs as root/fra-eng.zip holding
+    fra-eng/fra.txt: 'English<TAB>French' lines, short exclamations first as in the real file,
+    a narrow no-break space before French '!' (as the real file has).
+
+    The pairs follow a small word-for-word grammar ("I see the cat." / "Je vois le chat.", and
+    "... do not ..." / "ne ... pas"), so a small encoder-decoder learns them; each word comes
+    back many times (the vocabularies keep words seen twice). `num_pairs` (default all, 810)
+    takes the first ones. Returns the zip's path.
+    """
+    rng = random.Random(seed)
+    pairs = []
+    for (en_s, fr_s, person) in _FR_SUBJECTS:
+        for en_v, forms in _FR_VERBS:
+            fr_v = forms.split()[person]
+            third = person == 2
+            for en_o, fr_o in _FR_OBJECTS:
+                en_verb = en_v + ("s" if third else "")
+                pairs.append((f"{en_s} {en_verb} {en_o}.", f"{fr_s} {fr_v} {fr_o}."))
+                do = "does" if third else "do"
+                pairs.append((f"{en_s} {do} not {en_v} {en_o}.", f"{fr_s} ne {fr_v} pas {fr_o}."))
+    rng.shuffle(pairs)
+    pairs = _FR_SHORT + [(en[0].upper() + en[1:], fr[0].upper() + fr[1:]) for en, fr in pairs]
+    if num_pairs is not None:
+        if not 0 < num_pairs <= len(pairs):
+            raise ValueError(f"num_pairs must be from 1 to {len(pairs)}, got {num_pairs}")
+        pairs = pairs[:num_pairs]
+    text = "".join(f"{en}\t{fr.replace(' !', chr(0x202F) + '!')}\n" for en, fr in pairs)
+    path = Path(root) / "fra-eng.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("fra-eng/fra.txt", text.encode("utf-8"))
+    return path

@@ -1,5 +1,5 @@
 """Data modules: in-memory tensors served as batches (`base`), the MNIST-format image sets
-(`vision`), the book's downloadable files (`download`)."""
+(`vision`), the book's downloadable files (`download`), the text of chapters 8-10 (`text`)."""
 
 from .base import (
     AbstractData,
@@ -11,9 +11,20 @@ from .base import (
     val_dataloader,
 )
 from .download import DATA_HUB, DATA_URL, download, download_extract, extract
+from .text import (
+    MTFraEng,
+    TimeMachine,
+    Vocab,
+    build,
+    show_list_len_pair_hist,
+    to_tokens,
+    unk,
+)
 from .vision import FASHION_MNIST_FILES, IDX_FILES, FashionMNISTData, MNISTData, MNISTLikeData
 
 __all__ = ["AbstractData", "TensorLoader", "SyntheticRegressionData", "get_dataloader",
            "train_dataloader", "val_dataloader", "default_root", "MNISTLikeData",
            "FashionMNISTData", "MNISTData", "IDX_FILES", "FASHION_MNIST_FILES",
-           "DATA_URL", "DATA_HUB", "download", "extract", "download_extract"]
+           "DATA_URL", "DATA_HUB", "download", "extract", "download_extract",
+           "Vocab", "TimeMachine", "MTFraEng", "unk", "to_tokens", "build",
+           "show_list_len_pair_hist"]
