@@ -1,7 +1,17 @@
 """Model families: each owns its loss, its figures and its shape checks (`base`: any model;
-`classifier`: class scores;
-`rnn`: recurrent nets and language models)."""
+`classifier`: class scores; `rnn`: recurrent nets and language models; `seq2seq`:
+encoder-decoders), and the layers they are built of (`attention`, `transformer`)."""
 
+from .attention import (
+    AdditiveAttention,
+    DotProductAttention,
+    MultiHeadAttention,
+    MultiHeadedAttention,
+    PositionalEncoding,
+    masked_softmax,
+    sequence_mask,
+    show_heatmaps,
+)
 from .base import AbstractModel, forward, loss, training_step, validation_step
 from .classifier import HEADS, AbstractClassifier, accuracy, guess_head
 from .rnn import (
@@ -17,8 +27,37 @@ from .rnn import (
     output_layer,
     prediction,
 )
+from .seq2seq import (
+    AbstractEncoderDecoder,
+    Seq2Seq,
+    Seq2SeqAttentionDecoder,
+    Seq2SeqDecoder,
+    Seq2SeqEncoder,
+    bleu,
+    init_seq2seq,
+    init_state,
+)
+from .transformer import (
+    AddNorm,
+    PositionWiseFFN,
+    TransformerDecoder,
+    TransformerDecoderBlock,
+    TransformerEncoder,
+    TransformerEncoderBlock,
+)
 
 __all__ = ["AbstractModel", "AbstractClassifier", "HEADS", "accuracy", "guess_head", "forward",
-           "loss", "training_step", "validation_step", "AbstractRNNClassifier", "GRUScratch",
-           "LSTMScratch", "RNNLMScratch", "RNNModelConcise", "RNNScratch", "StackedRNN",
-           "StackedRNNScratch", "clip_gradients", "output_layer", "prediction"]
+           "loss", "training_step", "validation_step",
+           # recurrent nets
+           "AbstractRNNClassifier", "RNNScratch", "LSTMScratch", "GRUScratch", "StackedRNN",
+           "StackedRNNScratch", "RNNLMScratch", "RNNModelConcise", "clip_gradients",
+           "output_layer", "prediction",
+           # attention
+           "sequence_mask", "masked_softmax", "DotProductAttention", "AdditiveAttention",
+           "MultiHeadedAttention", "MultiHeadAttention", "PositionalEncoding", "show_heatmaps",
+           # encoder-decoders
+           "AbstractEncoderDecoder", "Seq2SeqEncoder", "Seq2SeqDecoder",
+           "Seq2SeqAttentionDecoder", "Seq2Seq", "init_seq2seq", "init_state", "bleu",
+           # the transformer
+           "PositionWiseFFN", "AddNorm", "TransformerEncoderBlock", "TransformerEncoder",
+           "TransformerDecoderBlock", "TransformerDecoder"]

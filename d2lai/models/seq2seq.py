@@ -1,0 +1,320 @@
+"""Encoder-decoders for sequence to sequence learning: the model family, the RNN encoder and
+decoders (plain and with additive attention), greedy prediction and the BLEU score.
+
+Batches are `(src, dec_input, src_valid_len, label)`, batch first: src (N, T_src) and
+dec_input, label (N, T) token indices, src_valid_len (N,). The model's output is (N, T, V)
+logits over the target vocabulary; padding in the label is left out of loss and accuracy.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checks import count, flag, number, positive_int
+from .attention import AdditiveAttention
+from .classifier import AbstractClassifier
+
+__all__ = ["AbstractEncoderDecoder", "Seq2SeqEncoder", "Seq2SeqDecoder",
+           "Seq2SeqAttentionDecoder", "Seq2Seq", "init_seq2seq", "init_state", "bleu"]
+
+
+class AbstractEncoderDecoder(AbstractClassifier):
+    """An encoder and a decoder: the encoder reads the source, the decoder's state starts from
+    what it read (`decoder.init_state`), and the decoder scores each next target token.
+
+    Outputs are logits (N, T, V); loss and accuracy run over all positions, flattened, except
+    where `target_mask(y)` is False (the padding, once the model knows its pad index `tgt_pad`).
+    """
+
+    output_kind = "logits"
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, enc_X: torch.Tensor, dec_X: torch.Tensor, *args) -> torch.Tensor:
+        enc_all_outputs = self.encoder(enc_X, *args)
+        dec_state = self.decoder.init_state(enc_all_outputs, *args)
+        return self.decoder(dec_X, dec_state)[0]  # (N, T, V)
+
+    def target_mask(self, y: torch.Tensor) -> torch.Tensor | None:
+        """True where a target position counts: everywhere but the padding."""
+        pad = getattr(self, "tgt_pad", None)
+        return None if pad is None else y != pad
+
+    def loss(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
+        """Cross-entropy of logits (N, T, V) against labels (N, T), padding left out: the mean
+        over the kept positions, or (averaged=False) the loss of each kept position."""
+        losses = F.cross_entropy(y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long(),
+                                 reduction="none")  # (N * T,)
+        return self._over_kept(losses, y, averaged)
+
+    def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
+        """Fraction of kept positions whose largest logit is at the label (0/1 each if not
+        averaged)."""
+        correct = (y_hat.argmax(dim=-1) == y).reshape(-1).float()  # (N * T,)
+        return self._over_kept(correct, y, averaged)
+
+    def _over_kept(self, values: torch.Tensor, y: torch.Tensor, averaged: bool) -> torch.Tensor:
+        mask = self.target_mask(y)
+        if mask is None:
+            return values.mean() if averaged else values
+        mask = mask.reshape(-1)
+        if not averaged:
+            return values[mask]
+        mask = mask.to(values.dtype)  # a weighted mean: no sync, and 0 (not NaN) when all pad
+        return (values * mask).sum() / mask.sum().clamp(min=1)
+
+    def validation_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        *X, y = batch
+        y_hat = self(*X)
+        return self.loss(y_hat, y), self.accuracy(y_hat, y)
+
+    def output_head(self, y_hat: torch.Tensor) -> str:
+        return self.output_kind
+
+    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor,
+                    num_classes: int | None = None) -> None:
+        """Raise a ValueError unless the output is (N, T, V) logits for labels (N, T) in
+        0..V-1, with V the data's `num_classes` when it has one."""
+        V = num_classes if num_classes is not None else "V"
+        if y_hat.ndim != 3 or tuple(y_hat.shape[:2]) != tuple(y.shape):
+            raise ValueError(f"expected the model to output scores of shape (N, T, {V}) for "
+                             f"labels of shape (N, T) = {tuple(y.shape)}, got "
+                             f"{tuple(y_hat.shape)}")
+        if num_classes is not None and y_hat.shape[-1] != num_classes:
+            raise ValueError(f"expected the model to score {num_classes} target tokens (the "
+                             f"data's target vocabulary), got {y_hat.shape[-1]}: output shape "
+                             f"{tuple(y_hat.shape)}")
+        if y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise ValueError(f"expected integer labels (token indices), got dtype {y.dtype}")
+        if y.numel():
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= y_hat.shape[-1]:
+                raise ValueError(f"expected labels in 0..{y_hat.shape[-1] - 1} (the model "
+                                 f"scores {y_hat.shape[-1]} tokens), got labels from {lo} to "
+                                 f"{hi}")
+
+    @torch.no_grad()
+    def predict_step(self, batch, device, num_steps: int, save_attention_weights: bool = False,
+                     eos: int | None = None) -> tuple[torch.Tensor, list]:
+        """Greedy decoding of a batch `(src, tgt, src_valid_len, ...)`, starting each target
+        from its first token (`<bos>`) and feeding back the most likely next token.
+
+        Returns the predicted indices (N, steps) and the decoder's attention weights of each
+        step ([] unless `save_attention_weights`). Decoding stops early once every sequence has
+        produced `eos` (default: the model's `tgt_eos`); after its `eos`, a sequence is padded
+        with `tgt_pad` (or `eos`). Runs in evaluation mode on `device` (None: the model's
+        device; the model moves there too).
+        """
+        num_steps = positive_int("num_steps", num_steps)
+        save_attention_weights = flag("save_attention_weights", save_attention_weights)
+        eos = getattr(self, "tgt_eos", None) if eos is None else count("eos", eos)
+        if save_attention_weights and not hasattr(self.decoder, "attention_weights"):
+            raise ValueError(f"{type(self.decoder).__name__} has no attention weights to save: "
+                             f"use save_attention_weights=False")
+        if len(batch) < 3:
+            raise ValueError(f"batch must be (src, tgt, src_valid_len, label), got "
+                             f"{len(batch)} items")
+        if device is None:
+            device = next(self.parameters()).device
+        was_training = self.training
+        self.to(device).eval()
+        try:
+            src, tgt, src_valid_len = (torch.as_tensor(a).to(device) for a in batch[:3])
+            enc_all_outputs = self.encoder(src, src_valid_len)
+            dec_state = self.decoder.init_state(enc_all_outputs, src_valid_len)
+            Y_t = tgt[:, :1]  # (N, 1): each target's first token
+            done = torch.zeros(len(tgt), dtype=torch.bool, device=tgt.device)  # (N,)
+            fill = eos if getattr(self, "tgt_pad", None) is None else self.tgt_pad
+            outputs, attention_weights = [], []
+            for _ in range(num_steps):
+                Y, dec_state = self.decoder(Y_t, dec_state)  # (N, 1, V)
+                Y_t = Y.argmax(dim=2)  # (N, 1)
+                if save_attention_weights:
+                    attention_weights.append(self.decoder.attention_weights)
+                if eos is not None:
+                    Y_t = Y_t.masked_fill(done[:, None], fill)
+                    done = done | (Y_t[:, 0] == eos)
+                outputs.append(Y_t)
+                if eos is not None and bool(done.all()):
+                    break
+        finally:
+            self.train(was_training)
+        return torch.cat(outputs, dim=1), attention_weights  # (N, steps), [...]
+
+
+def init_state(decoder: nn.Module, enc_all_outputs, *args):
+    """The decoder's first state from the encoder's outputs (`decoder.init_state(...)`)."""
+    return decoder.init_state(enc_all_outputs, *args)
+
+
+def init_seq2seq(module: nn.Module) -> None:
+    """Xavier-uniform weights for linear layers and GRUs (use with `model.apply`)."""
+    if type(module) is nn.Linear:
+        nn.init.xavier_uniform_(module.weight)
+    if type(module) is nn.GRU:
+        for name in module._flat_weights_names:
+            if "weight" in name:
+                nn.init.xavier_uniform_(module._parameters[name])
+
+
+class Seq2SeqEncoder(nn.Module):
+    """The RNN encoder: embedding, then a multilayer GRU over the source.
+
+    Returns the GRU's outputs (T, N, num_hiddens), time first as the book's, and its final
+    state (num_layers, N, num_hiddens).
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int,
+                 dropout: float = 0):
+        super().__init__()
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.embedding = nn.Embedding(vocab_size, positive_int("embed_size", embed_size))
+        self.rnn = _gru(embed_size, num_hiddens, num_layers, dropout)
+        self.apply(init_seq2seq)
+
+    def forward(self, X: torch.Tensor, *args) -> tuple[torch.Tensor, torch.Tensor]:
+        X = _tokens(X, self.vocab_size, "source")
+        embs = self.embedding(X.t())  # (T, N, embed_size)
+        outputs, state = self.rnn(embs)  # (T, N, num_hiddens), (num_layers, N, num_hiddens)
+        return outputs, state
+
+
+class Seq2SeqDecoder(nn.Module):
+    """The RNN decoder: at each step the GRU reads the token's embedding joined with the
+    context, the encoder's output at its last time step; a linear layer scores the next token.
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int,
+                 dropout: float = 0):
+        super().__init__()
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.embedding = nn.Embedding(vocab_size, positive_int("embed_size", embed_size))
+        self.rnn = _gru(embed_size + num_hiddens, num_hiddens, num_layers, dropout)
+        self.dense = nn.Linear(num_hiddens, vocab_size)
+        self.apply(init_seq2seq)
+
+    def init_state(self, enc_all_outputs, *args):
+        return enc_all_outputs  # (outputs, hidden state) of the encoder
+
+    def forward(self, X: torch.Tensor, state) -> tuple[torch.Tensor, list]:
+        X = _tokens(X, self.vocab_size, "target")
+        embs = self.embedding(X.t())  # (T, N, embed_size)
+        enc_output, hidden_state = state
+        context = enc_output[-1].expand(embs.shape[0], -1, -1)  # (T, N, num_hiddens)
+        outputs, hidden_state = self.rnn(torch.cat((embs, context), -1), hidden_state)
+        outputs = self.dense(outputs).swapaxes(0, 1)  # (N, T, vocab_size)
+        return outputs, [enc_output, hidden_state]
+
+
+class Seq2SeqAttentionDecoder(nn.Module):
+    """The RNN decoder with additive (Bahdanau) attention: at each step the context is the
+    attention-weighted sum of the encoder's outputs, queried by the decoder's last hidden state.
+
+    `attention_weights` holds one (N, 1, T_src) tensor per step of the last call.
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int,
+                 dropout: float = 0):
+        super().__init__()
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        num_hiddens = positive_int("num_hiddens", num_hiddens)
+        self.attention = AdditiveAttention(num_hiddens, dropout, query_size=num_hiddens,
+                                           key_size=num_hiddens)
+        self.embedding = nn.Embedding(vocab_size, positive_int("embed_size", embed_size))
+        self.rnn = _gru(embed_size + num_hiddens, num_hiddens, num_layers, dropout)
+        self.dense = nn.Linear(num_hiddens, vocab_size)
+        self._attention_weights: list[torch.Tensor] = []
+        self.apply(init_seq2seq)
+
+    def init_state(self, enc_outputs, enc_valid_lens=None):
+        outputs, hidden_state = enc_outputs  # (T_src, N, num_hiddens), (layers, N, num_hiddens)
+        return outputs.permute(1, 0, 2), hidden_state, enc_valid_lens
+
+    def forward(self, X: torch.Tensor, state) -> tuple[torch.Tensor, list]:
+        X = _tokens(X, self.vocab_size, "target")
+        enc_outputs, hidden_state, enc_valid_lens = state  # (N, T_src, num_hiddens), ...
+        embs = self.embedding(X).permute(1, 0, 2)  # (T, N, embed_size)
+        outputs, self._attention_weights = [], []
+        for x in embs:  # x: (N, embed_size)
+            query = hidden_state[-1].unsqueeze(1)  # (N, 1, num_hiddens)
+            context = self.attention(query, enc_outputs, enc_outputs, enc_valid_lens)  # (N, 1, h)
+            x = torch.cat((context, x.unsqueeze(1)), dim=-1)  # (N, 1, num_hiddens + embed_size)
+            out, hidden_state = self.rnn(x.permute(1, 0, 2), hidden_state)  # (1, N, h)
+            outputs.append(out)
+            self._attention_weights.append(self.attention.attention_weights)
+        outputs = self.dense(torch.cat(outputs, dim=0))  # (T, N, vocab_size)
+        return outputs.permute(1, 0, 2), [enc_outputs, hidden_state, enc_valid_lens]
+
+    @property
+    def attention_weights(self) -> list[torch.Tensor]:
+        return self._attention_weights
+
+
+class Seq2Seq(AbstractEncoderDecoder):
+    """An encoder-decoder trained with Adam at rate `lr`; `tgt_pad` (the target vocabulary's
+    `<pad>` index) is masked in loss and accuracy, and `tgt_eos`, when given, ends prediction.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, tgt_pad: int, lr: float,
+                 tgt_eos: int | None = None):
+        super().__init__(encoder, decoder)
+        self.tgt_pad = count("tgt_pad", tgt_pad)
+        self.lr = number("lr", lr, 0, open_low=True)
+        self.tgt_eos = None if tgt_eos is None else count("tgt_eos", tgt_eos)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+def bleu(pred_seq: str, label_seq: str, k: int) -> float:
+    """BLEU of a predicted token sequence against a label (tokens split on spaces):
+    exp(min(0, 1 - len_label / len_pred)) * prod_{n=1..k} p_n^(1/2^n), with p_n the precision
+    of the prediction's n-grams, each label n-gram matched at most as often as it occurs."""
+    k = positive_int("k", k)
+    pred_tokens, label_tokens = pred_seq.split(), label_seq.split()
+    len_pred, len_label = len(pred_tokens), len(label_tokens)
+    if len_pred == 0:
+        return 0.0
+    score = math.exp(min(0, 1 - len_label / len_pred))  # brevity penalty
+    for n in range(1, min(k, len_pred) + 1):
+        num_matches, label_subs = 0, collections.Counter(
+            tuple(label_tokens[i:i + n]) for i in range(len_label - n + 1))
+        for i in range(len_pred - n + 1):
+            ngram = tuple(pred_tokens[i:i + n])
+            if label_subs[ngram] > 0:
+                num_matches += 1
+                label_subs[ngram] -= 1
+        score *= math.pow(num_matches / (len_pred - n + 1), math.pow(0.5, n))
+    return score
+
+
+def _gru(num_inputs: int, num_hiddens, num_layers, dropout) -> nn.GRU:
+    """A GRU with dropout between its layers (none with one layer, where torch would warn)."""
+    num_layers = positive_int("num_layers", num_layers)
+    dropout = number("dropout", dropout, 0, 1)
+    return nn.GRU(num_inputs, positive_int("num_hiddens", num_hiddens), num_layers,
+                  dropout=dropout if num_layers > 1 else 0.0)
+
+
+def _tokens(X: torch.Tensor, vocab_size: int, what: str) -> torch.Tensor:
+    """X as int64 token indices; a ValueError naming both sizes when some index is outside
+    the vocabulary."""
+    X = torch.as_tensor(X)
+    if X.is_floating_point() and X.numel() and bool((X != X.round()).any()):
+        raise ValueError(f"{what} tokens must be integer indices, got non-integral values")
+    if X.numel():
+        lo, hi = (int(v) for v in torch.aminmax(X))
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"{what} token indices range from {lo} to {hi}, but the "
+                             f"{what} vocabulary of the model has {vocab_size} tokens "
+                             f"(indices 0..{vocab_size - 1}): build the model with the data's "
+                             f"vocabulary size, len(vocab)")
+    return X.long()
