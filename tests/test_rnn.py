@@ -2,6 +2,7 @@
 language models' outputs, loss, perplexity and greedy prediction, clipping, a few training steps."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -196,7 +197,7 @@ def test_language_models_give_batch_first_logits_and_flattened_cross_entropy(mak
     loss, val_acc = model.validation_step((X, Y))
     close(loss, expected)
     close(val_acc, acc)
-    model.check_batch(y_hat, Y, num_classes=V)  # the trainer's first-batch check passes
+    model.check_batch(y_hat, Y, SimpleNamespace(num_classes=V))  # the first-batch check
 
 
 def test_scratch_output_layer_is_the_affine_map_of_each_step():
@@ -253,7 +254,8 @@ def test_target_mask_leaves_positions_out_of_loss_and_accuracy():
     flat_hat, flat_y = y_hat.reshape(-1, V)[keep], Y.reshape(-1)[keep]
     close(model.loss(y_hat, Y), F.cross_entropy(flat_hat, flat_y))
     close(model.accuracy(y_hat, Y), (flat_hat.argmax(-1) == flat_y).float().mean())
-    assert model.loss(y_hat, Y, averaged=False).shape == (int(keep.sum()),)
+    each = model.loss(y_hat, Y, averaged=False)  # every position, the masked ones as 0
+    assert each.shape == (N * T,) and bool((each[~keep] == 0).all())
 
 
 def test_perplexity_figures_are_exp_of_the_mean_losses():
@@ -381,8 +383,8 @@ def test_language_models_refuse_tokens_outside_their_vocabulary():
     model = scratch_lm()
     y_hat = model(torch.randint(0, V, (N, T)))
     with pytest.raises(ValueError, match="vocabulary has 9 tokens .* vocab_size=7"):
-        model.check_batch(y_hat, torch.randint(0, V, (N, T)), num_classes=9)
-    with pytest.raises(ValueError, match=r"logits \(batch_size, num_steps, vocab_size\)"):
+        model.check_batch(y_hat, torch.randint(0, V, (N, T)), SimpleNamespace(num_classes=9))
+    with pytest.raises(ValueError, match=r"class scores of shape \(3, num_classes\), got \(3, 5, 7\)"):
         model.check_batch(y_hat, torch.randint(0, V, (N,)))
     with pytest.raises(ValueError, match="vocabulary has 5 tokens .* vocab_size=7"):
         model.predict("ab", 3, VOCAB)

@@ -2,6 +2,7 @@
 copy a sequence in a bare training loop."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -63,9 +64,9 @@ def test_loss_is_the_mean_cross_entropy_over_the_positions_that_are_not_padding(
     model = Fixed(tgt_pad=PAD)
     assert model.loss(y_hat, y).item() == pytest.approx(sum(losses) / len(losses), rel=1e-6)
     assert model.accuracy(y_hat, y).item() == pytest.approx(sum(hits) / len(hits))
-    kept = model.loss(y_hat, y, averaged=False)
-    assert kept.shape == (len(losses),)
-    torch.testing.assert_close(kept, torch.tensor(losses))
+    each = model.loss(y_hat, y, averaged=False)  # every position, the padding's as 0
+    assert each.shape == (N * T,) and bool((each[y.reshape(-1) == PAD] == 0).all())
+    torch.testing.assert_close(each[y.reshape(-1) != PAD], torch.tensor(losses))
     # without a pad index every position counts
     every = nn.functional.cross_entropy(y_hat.reshape(-1, V), y.reshape(-1))
     assert Fixed().loss(y_hat, y).item() == pytest.approx(every.item(), rel=1e-6)
@@ -79,12 +80,13 @@ def test_loss_is_the_mean_cross_entropy_over_the_positions_that_are_not_padding(
 def test_check_batch_says_what_it_expected():
     model = Fixed(tgt_pad=PAD)
     y = torch.randint(0, V, (2, 4))
-    model.check_batch(torch.randn(2, 4, V), y, num_classes=V)
-    with pytest.raises(ValueError, match=r"shape \(N, T, 10\).*\(2, 4\), got \(2, 10\)"):
-        model.check_batch(torch.randn(2, V), y, num_classes=V)
-    with pytest.raises(ValueError, match="expected the model to score 12 target tokens"):
-        model.check_batch(torch.randn(2, 4, V), y, num_classes=12)
-    with pytest.raises(ValueError, match=r"labels in 0\.\.9.*from 0 to 11"):
+    data = SimpleNamespace(num_classes=V)
+    model.check_batch(torch.randn(2, 4, V), y, data)
+    with pytest.raises(ValueError, match=r"shape \(2, 4, 10\), got \(2, 10\)"):
+        model.check_batch(torch.randn(2, V), y, data)
+    with pytest.raises(ValueError, match="output 12 class scores per target"):
+        model.check_batch(torch.randn(2, 4, V), y, SimpleNamespace(num_classes=12))
+    with pytest.raises(ValueError, match=r"labels from 0 to 11, .* expected labels in 0\.\.9"):
         model.check_batch(torch.randn(2, 4, V), torch.tensor([[0, 11, 1, 1], [1, 1, 1, 1]]))
 
 

@@ -23,6 +23,8 @@ from .download import download, download_extract
 __all__ = ["Vocab", "TimeMachine", "MTFraEng", "unk", "to_tokens", "build",
            "show_list_len_pair_hist"]
 
+SIZES = Check(num_steps=positive_int, num_train=positive_int, num_val=positive_int)
+
 
 class Vocab:
     """Tokens <-> indices, for tokens given as a list or a list of lists (flattened).
@@ -135,9 +137,9 @@ class TimeMachine(AbstractData):
             raise TypeError("TimeMachine needs batchsize (or batch_size) and num_steps, "
                             "e.g. TimeMachine(1024, 32)")
         self.batchsize = batchsize_of(batchsize, batch_size, 0)
-        checked = Check(num_steps=(positive_int,), num_train=(positive_int,),
-                        num_val=(positive_int,))(locals(), "TimeMachine")
-        self.num_steps, self.num_train, self.num_val = checked.values()
+        checked = SIZES(locals(), "TimeMachine")
+        self.num_steps, self.num_train = checked["num_steps"], checked["num_train"]
+        self.num_val = checked["num_val"]
         self.root = _root(root)
         self.args = SimpleNamespace(batchsize=self.batchsize, **checked)
         self.corpus, self.vocab = self.build(self._download())
@@ -210,9 +212,9 @@ class MTFraEng(AbstractData):
         if batchsize is None and batch_size is None:
             raise TypeError("MTFraEng needs batchsize (or batch_size), e.g. MTFraEng(128)")
         self.batchsize = batchsize_of(batchsize, batch_size, 0)
-        checked = Check(num_steps=(positive_int,), num_train=(positive_int,),
-                        num_val=(positive_int,))(locals(), "MTFraEng")
-        self.num_steps, self.num_train, self.num_val = checked.values()
+        checked = SIZES(locals(), "MTFraEng")
+        self.num_steps, self.num_train = checked["num_steps"], checked["num_train"]
+        self.num_val = checked["num_val"]
         self.root = _root(root)
         self.args = SimpleNamespace(batchsize=self.batchsize, **checked)
         n = self.num_train + self.num_val

@@ -211,48 +211,15 @@ class AbstractRNNClassifier(AbstractClassifier):
         rnn_outputs, _ = self.rnn(self.one_hot(X), state)  # (T, N, H)
         return self.output_layer(rnn_outputs)  # (N, T, V)
 
-    def target_mask(self, y: torch.Tensor) -> torch.Tensor | None:
-        """Which target positions count (None: all of them)."""
-        return None
-
-    def loss(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
-        """Cross-entropy of logits (N, T, V) against tokens (N, T), over the kept positions."""
-        mask = self.target_mask(y)
-        y_hat, y = y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long()  # (N*T, V), (N*T,)
-        if mask is None:
-            return F.cross_entropy(y_hat, y, reduction="mean" if averaged else "none")
-        keep = mask.reshape(-1)
-        if not averaged:
-            return F.cross_entropy(y_hat[keep], y[keep], reduction="none")
-        losses = F.cross_entropy(y_hat, y, reduction="none") * keep
-        return losses.sum() / keep.sum().clamp(min=1)
-
-    def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
-        """Fraction of the kept positions whose largest logit is at the target token."""
-        mask = self.target_mask(y)
-        correct = (y_hat.argmax(-1) == y).reshape(-1).float()  # (N*T,)
-        if mask is None:
-            return correct.mean() if averaged else correct
-        keep = mask.reshape(-1)
-        if not averaged:
-            return correct[keep]
-        return (correct * keep).sum() / keep.sum().clamp(min=1)
-
-    def validation_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        *X, y = batch
-        y_hat = self(*X)
-        return self.loss(y_hat, y), self.accuracy(y_hat, y)
-
-    def epoch_figures(self, figures: dict) -> dict:
+    def epoch_figures(self, logs: dict) -> dict:
         """Perplexity: exp of the epoch's mean training and validation losses."""
         names = {"train_loss": "train_ppl", "val_loss": "val_ppl"}
-        return {ppl: _exp(figures[k]) for k, ppl in names.items() if figures.get(k) is not None}
-
-    def output_head(self, y_hat: torch.Tensor) -> str:
-        return self.output_kind
+        return {ppl: _exp(logs[k]) for k, ppl in names.items() if logs.get(k) is not None}
 
     def check_tokens(self, X: torch.Tensor) -> None:
-        """Raise a ValueError unless X holds token indices (N, T) below vocab_size."""
+        """Raise a ValueError unless X holds token indices (N, T) below vocab_size (the values
+        are looked at off the GPU only, where it costs no sync; `check_batch` looks at the data's
+        whole token tensors once)."""
         name = type(self).__name__
         if not (isinstance(X, torch.Tensor) and X.ndim == 2 and not X.is_floating_point()
                 and not X.is_complex() and X.dtype != torch.bool):
@@ -260,35 +227,33 @@ class AbstractRNNClassifier(AbstractClassifier):
                    else type(X).__name__)
             raise ValueError(f"{name} takes token indices as an integer tensor of shape "
                              f"(batch_size, num_steps), got {got}")
-        if X.numel():
-            lo, hi = (int(v) for v in torch.aminmax(X))
-            if lo < 0 or hi >= self.vocab_size:
-                raise ValueError(f"the inputs hold token indices from {lo} to {hi} but {name} "
-                                 f"was built for vocab_size={self.vocab_size}: the data's "
-                                 f"vocabulary (at least {max(hi + 1, self.vocab_size)} tokens) "
-                                 f"and the model's ({self.vocab_size}) differ; build the model "
-                                 f"with vocab_size=len(data.vocab)")
+        if X.numel() and not X.is_cuda:
+            self.check_token_range(X, "the inputs")
 
-    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor,
-                    num_classes: int | None = None) -> None:
-        name = type(self).__name__
-        if y_hat.ndim != 3 or y.shape != y_hat.shape[:2]:
-            raise ValueError(f"{name} must output logits (batch_size, num_steps, vocab_size) for "
-                             f"targets (batch_size, num_steps): got outputs "
-                             f"{tuple(y_hat.shape)} for targets {tuple(y.shape)}")
-        V = y_hat.shape[-1]
-        if num_classes is not None and num_classes != V:
-            raise ValueError(f"the data's vocabulary has {num_classes} tokens but {name} was "
-                             f"built for vocab_size={V}: build the model with "
+    def check_token_range(self, X: torch.Tensor, what: str) -> None:
+        lo, hi = (int(v) for v in torch.aminmax(X))
+        if lo < 0 or hi >= self.vocab_size:
+            raise ValueError(f"{what} hold token indices from {lo} to {hi} but "
+                             f"{type(self).__name__} was built for vocab_size={self.vocab_size}: "
+                             f"the data's vocabulary (at least {max(hi + 1, self.vocab_size)} "
+                             f"tokens) and the model's ({self.vocab_size}) differ; build the "
+                             f"model with vocab_size=len(data.vocab)")
+
+    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor, data=None) -> str:
+        """A vocabulary mismatch between data and model said as such, the data's whole token
+        tensors in range; then the classifier's checks of (N, T, V) against (N, T)."""
+        V = getattr(data, "num_classes", None)
+        if V is not None and V != self.vocab_size:
+            raise ValueError(f"the data's vocabulary has {V} tokens but {type(self).__name__} "
+                             f"was built for vocab_size={self.vocab_size}: build the model with "
                              f"vocab_size=len(data.vocab)")
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            raise ValueError(f"expected target token indices as integers, got dtype {y.dtype}")
-        if y.numel():
-            lo, hi = (int(v) for v in torch.aminmax(y))
-            if lo < 0 or hi >= V:
-                raise ValueError(f"the targets hold token indices from {lo} to {hi} but {name} "
-                                 f"was built for vocab_size={V}: the data's vocabulary and the "
-                                 f"model's differ; build the model with vocab_size=len(vocab)")
+        for split in ("train", "val"):
+            tensors = getattr(data, split, None)
+            if isinstance(tensors, (tuple, list)) and tensors \
+                    and isinstance(tensors[0], torch.Tensor) and tensors[0].numel() \
+                    and not tensors[0].is_floating_point():
+                self.check_token_range(tensors[0], f"the {split} inputs")
+        return super().check_batch(y_hat, y, data)
 
     @torch.no_grad()
     def predict(self, prefix, num_preds: int, vocab, device=None, state=None) -> str:

@@ -12,7 +12,6 @@ import collections
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checks import count, flag, number, positive_int
@@ -47,59 +46,6 @@ class AbstractEncoderDecoder(AbstractClassifier):
         """True where a target position counts: everywhere but the padding."""
         pad = getattr(self, "tgt_pad", None)
         return None if pad is None else y != pad
-
-    def loss(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
-        """Cross-entropy of logits (N, T, V) against labels (N, T), padding left out: the mean
-        over the kept positions, or (averaged=False) the loss of each kept position."""
-        losses = F.cross_entropy(y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long(),
-                                 reduction="none")  # (N * T,)
-        return self._over_kept(losses, y, averaged)
-
-    def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
-        """Fraction of kept positions whose largest logit is at the label (0/1 each if not
-        averaged)."""
-        correct = (y_hat.argmax(dim=-1) == y).reshape(-1).float()  # (N * T,)
-        return self._over_kept(correct, y, averaged)
-
-    def _over_kept(self, values: torch.Tensor, y: torch.Tensor, averaged: bool) -> torch.Tensor:
-        mask = self.target_mask(y)
-        if mask is None:
-            return values.mean() if averaged else values
-        mask = mask.reshape(-1)
-        if not averaged:
-            return values[mask]
-        mask = mask.to(values.dtype)  # a weighted mean: no sync, and 0 (not NaN) when all pad
-        return (values * mask).sum() / mask.sum().clamp(min=1)
-
-    def validation_step(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        *X, y = batch
-        y_hat = self(*X)
-        return self.loss(y_hat, y), self.accuracy(y_hat, y)
-
-    def output_head(self, y_hat: torch.Tensor) -> str:
-        return self.output_kind
-
-    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor,
-                    num_classes: int | None = None) -> None:
-        """Raise a ValueError unless the output is (N, T, V) logits for labels (N, T) in
-        0..V-1, with V the data's `num_classes` when it has one."""
-        V = num_classes if num_classes is not None else "V"
-        if y_hat.ndim != 3 or tuple(y_hat.shape[:2]) != tuple(y.shape):
-            raise ValueError(f"expected the model to output scores of shape (N, T, {V}) for "
-                             f"labels of shape (N, T) = {tuple(y.shape)}, got "
-                             f"{tuple(y_hat.shape)}")
-        if num_classes is not None and y_hat.shape[-1] != num_classes:
-            raise ValueError(f"expected the model to score {num_classes} target tokens (the "
-                             f"data's target vocabulary), got {y_hat.shape[-1]}: output shape "
-                             f"{tuple(y_hat.shape)}")
-        if y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise ValueError(f"expected integer labels (token indices), got dtype {y.dtype}")
-        if y.numel():
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or hi >= y_hat.shape[-1]:
-                raise ValueError(f"expected labels in 0..{y_hat.shape[-1] - 1} (the model "
-                                 f"scores {y_hat.shape[-1]} tokens), got labels from {lo} to "
-                                 f"{hi}")
 
     @torch.no_grad()
     def predict_step(self, batch, device, num_steps: int, save_attention_weights: bool = False,
