@@ -332,24 +332,53 @@ def _finished(out: Path) -> list[dict]:
     except (ValueError, TypeError, KeyError) as err:
         raise ValueError(f"{path} is not a table of runs ({err}): remove it, or pass "
                          f"restart=True to start over") from None
-    return [r for r in table.records if r.get("status") in FINISHED]
+    runs = {}
+    for r in table.records:
+        runs.setdefault(r["run"], []).append(r)
+    return [r for rows in runs.values() if _complete(rows) for r in rows]
+
+
+def _complete(rows: list[dict]) -> bool:
+    """Whether a run's records are a finished run's: a final status and every epoch's figures
+    (none only for a run that diverged before its first epoch was over)."""
+    last = rows[-1]
+    if last.get("status") not in FINISHED \
+            or not all(k in r for r in rows for k in ("epoch", *FIGURES)):
+        return False
+    return last["status"] == "diverged" or (last["train_loss"] is not None
+                                            and last["val_loss"] is not None)
 
 
 # --- the table ------------------------------------------------------------------------------
 
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_INT = re.compile(r"[+-]?(0|[1-9]\d*)")  # as str(int) writes it: "007" is no int
+_FLOAT = re.compile(r"[+-]?((0|[1-9]\d*)(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf)")
+KNOWN = {"run": str, "status": str, "epoch": int,
+         **{k: float for k in (*FIGURES, "epoch_s", "run_s")}}  # the sweep's own columns
 
 
-def _parse(text: str):
-    """A CSV cell back as what it was: None, bool, int, float or str."""
+def _column_type(cells: list[str]) -> type:
+    """What a CSV column holds, from all its cells at once: int, float, bool, else str (so that
+    a column of names keeps '007' and 'True' as the text they were)."""
+    cells = [c for c in cells if c != ""]
+    if all(_INT.fullmatch(c) for c in cells):
+        return int
+    if all(_FLOAT.fullmatch(c) for c in cells):
+        return float  # each cell an int or a float, as it was written
+    if all(c in ("True", "False") for c in cells):
+        return bool
+    return str
+
+
+def _parse(text: str, kind: type):
+    """A CSV cell back as its column's type; an empty cell is None."""
     if text == "":
         return None
-    if text in ("True", "False"):
+    if kind is bool:
         return text == "True"
-    if _INT.fullmatch(text):
-        return int(text)
-    return float(text) if _FLOAT.fullmatch(text) else text
+    if kind in (int, float):
+        return int(text) if _INT.fullmatch(text) else float(text)
+    return text
 
 
 def _cell(key: str, value) -> str:
@@ -362,10 +391,31 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
+def _check_record(i: int, record) -> None:
+    """Refuse what is not a run's record (a dict naming its run), saying which one (from 1)."""
+    if not isinstance(record, dict):
+        raise ValueError(f"record {i} is a {type(record).__name__}, not a dict of a run's "
+                         f"figures and settings")
+    if "run" not in record:
+        raise ValueError(f"record {i} has no 'run' (the name of its run); it has "
+                         f"{', '.join(map(repr, record)) or 'no keys'}")
+    if not isinstance(record["run"], str) or not record["run"]:
+        raise ValueError(f"record {i}: 'run' must be a run's name (a non-empty string), got "
+                         f"{record['run']!r}")
+
+
+def _shown(text) -> str:
+    """Text as matplotlib prints it literally: `$` would start mathematics."""
+    return str(text).replace("$", r"\$")
+
+
 class RunTable:
     """Records (dicts), one an epoch of each run: print, save, load, compare and plot them."""
 
     def __init__(self, records: Iterable[dict] = ()):
+        records = list(records)
+        for i, r in enumerate(records, 1):
+            _check_record(i, r)
         self.records: list[dict] = [dict(r) for r in records]
 
     def __len__(self) -> int:
@@ -430,21 +480,26 @@ class RunTable:
 
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> RunTable:
-        """The table `to_csv` wrote, with ints, floats, booleans and None restored."""
+        """The table `to_csv` wrote, each column read back as its type: the sweep's columns as
+        they are known (epoch int, figures float, ...), a setting's column as all its cells
+        say (int, float with NaN, bool, else text). An empty cell is None."""
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-        return cls({k: (v or None) if k in ("run", "status") else _parse(v)
-                    for k, v in row.items()} for row in rows)
+        names = list(rows[0]) if rows else []
+        kinds = {k: KNOWN.get(k) or _column_type([row[k] or "" for row in rows]) for k in names}
+        return cls({k: _parse(v or "", kinds[k]) for k, v in row.items()} for row in rows)
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> RunTable:
         """The table `to_json` wrote (or any JSON with a list of records under "records")."""
         value = json.loads(Path(path).read_text())
         records = value.get("records") if isinstance(value, dict) else value
-        if not isinstance(records, list) or not all(isinstance(r, dict) and "run" in r
-                                                    for r in records):
-            raise ValueError(f"{path} holds no list of records (dicts with a 'run' key)")
-        return cls(records)
+        if not isinstance(records, list):
+            raise ValueError(f"{path} holds no list of records under 'records'")
+        try:
+            return cls(records)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     def to_pandas(self):
         """The records as a pandas DataFrame (pandas is optional)."""
@@ -466,21 +521,23 @@ class RunTable:
         names = self.runs()
         colors = [f"C{i}" for i in range(len(names))] if len(names) <= 10 else \
             colormaps["tab20" if len(names) <= 20 else "turbo"].resampled(len(names)).colors
+        labels = []
         for ax, key in zip(axes, metrics, strict=True):
             for name, color in zip(names, colors, strict=True):
                 rows = [r for r in self.records if r["run"] == name]
                 status = rows[-1].get("status")
                 points = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+                label = _shown(name + (f" ({status})" if status not in ("ok", None) else ""))
                 ax.plot([x for x, _ in points], [y for _, y in points], color=color,
                         marker="o" if points else "x", markersize=3,
-                        linestyle="--" if status in BAD else "-",
-                        label=name + (f" ({status})" if status not in ("ok", None) else ""))
-            ax.set_ylabel(key.replace("_", " "))
+                        linestyle="--" if status in BAD else "-", label=label)
+                if ax is axes[0]:  # given as they are: a name may start with _
+                    labels.append(label)
+            ax.set_ylabel(_shown(key.replace("_", " ")))
             ax.grid(True, alpha=0.3)
         axes[-1].set_xlabel("epoch")
         axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper",
-                   fontsize="small")
+        fig.legend(axes[0].get_lines(), labels, loc="outside right upper", fontsize="small")
         if file is not None:
             fig.savefig(file, dpi=120)
         return fig
@@ -499,26 +556,29 @@ class RunTable:
             groups.setdefault(r[by] if by else None, []).append(r)
         fig = Figure(figsize=(6.5, 4.5), layout="constrained")
         ax = fig.add_subplot()
+        labels = []
         for i, (group, rows) in enumerate(groups.items()):
             label = f"{by}={_text(group)}" if by else metric.replace("_", " ")
             if numeric:
                 rows = sorted(rows, key=lambda r: r[setting])
             good = [r for r in rows if r.get("status") not in BAD and r.get(metric) is not None]
             bad = [r for r in rows if r not in good]
+            labels.append(_shown(label))
             ax.plot([r[setting] for r in good], [r[metric] for r in good], "o-",
-                    color=f"C{i % 10}", label=label)
+                    color=f"C{i % 10}", label=labels[-1])
             if bad:
                 how = "/".join(sorted({r.get("status") or "no value" for r in bad}))
+                labels.append(_shown(f"{label}: {how}"))
                 ax.plot([r[setting] for r in bad], [0] * len(bad), "x", color=f"C{i % 10}",
                         markersize=10, markeredgewidth=2, clip_on=False,
-                        transform=ax.get_xaxis_transform(), label=f"{label}: {how}")
+                        transform=ax.get_xaxis_transform(), label=labels[-1])
         values = [x for x in xs if numeric and x > 0]
         if values and max(values) / min(values) >= 100:
             ax.set_xscale("log")
-        ax.set_xlabel(setting.replace("_", " "))
-        ax.set_ylabel(f"final {metric.replace('_', ' ')}")
+        ax.set_xlabel(_shown(setting.replace("_", " ")))
+        ax.set_ylabel(_shown(f"final {metric.replace('_', ' ')}"))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(ax.get_lines(), labels, fontsize="small")
         if file is not None:
             fig.savefig(file, dpi=120)
         return fig
