@@ -2,7 +2,9 @@
 
 `python -m chapters.batch_norm_exercises --help` lists them. Each is a `d2lai.runs.sweep` of its
 variants (and learning rates) on one Fashion-MNIST load: it prints a table and writes NAME.json
-(flags and records), NAME/runs.csv and PNG plots under `--out` (default out/exercises).
+(flags and records), NAME/runs.csv and PNG plots under `--out` (default out/exercises). Run
+again, it keeps the runs finished there with the same settings and trains the others (after a
+Ctrl-C, the same command goes on); `--restart` trains them all again.
 """
 
 from __future__ import annotations
@@ -193,8 +195,11 @@ EXERCISES = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = common_flags("out/exercises")
     common.set_defaults(seed=0)
+    common.add_argument("--restart", action="store_true",
+                        help="train every run again (by default the runs finished in --out "
+                             "with the same settings are kept, and the others trained)")
     common.add_argument("--resume", action="store_true",
-                        help="skip the runs finished in --out by an earlier, stopped try")
+                        help="kept for older commands: going on is what happens anyway")
     common.add_argument("--tensorboard", action="store_true",
                         help="also write TensorBoard logs under OUT/NAME/tensorboard/")
     p = argparse.ArgumentParser(
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> RunTable:
     lrs = list(dict.fromkeys(args.lrs)) if name == "lr-sweep" else [args.lr]
     runs = grid({"lr": lrs, "variant": variants})
     try:
-        table = sweep(runs, build, out / name, restart=not args.resume, verbose=True,
+        table = sweep(runs, build, out / name, restart=args.restart, verbose=True,
                       tensorboard=args.tensorboard, max_epochs=args.epochs, gpu=not args.cpu,
                       seed=args.seed, board_yscale="identity")
     except ImportError as err:  # --tensorboard without the package

@@ -27,6 +27,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .board import check_plot_path
 from .callbacks import Callback
+from .definition import differences, run_definition
 from .device import seed as seed_all
 from .files import check_output_path, write_json, write_whole
 from .trainer import Metrics, Trainer
@@ -228,8 +229,10 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
     """Train each run: `build(settings)` gives (model, data, opt) or a dict of Trainer arguments.
 
     A `seed` setting or Trainer argument seeds each run before its build. With `out`, the table
-    is saved to out/runs.csv and out/runs.json after each run, and a sweep run again with the same
-    `out` skips the runs finished there (`restart=True` starts over).
+    is saved to out/runs.csv and out/runs.json after each run, with what defines each run (its
+    settings, the Trainer's arguments, the data's, the seed). A sweep run again with the same
+    `out` skips the runs finished there with the same definition, and trains again those whose
+    definition changed, saying what changed (`restart=True` starts over).
     """
     runs = grid(runs_or_settings) if isinstance(runs_or_settings, dict) else runs_or_settings
     if not isinstance(runs, (list, tuple)) or not all(isinstance(r, Run) for r in runs):
@@ -248,17 +251,17 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         _summary_writer()
         if len({_folder(n) for n in names}) < len(names):
             raise ValueError("two run names give the same folder name: rename the runs")
-    records, done = [], set()
+    records, definitions, done = [], {}, set()
     if out is not None:
         out = check_output_path(out, "out", folder=True)
         if restart:
             for file in (out / "runs.json", out / "runs.csv"):
                 file.unlink(missing_ok=True)
-        records = _finished(out)
-        done = {r["run"] for r in records}
-        skipped = sum(name in done for name in names)
-        if skipped:
-            print(f"skipping {skipped} of {len(runs)} runs already finished in {out} "
+        records, definitions = _finished(out)
+        done = _unchanged(runs, records, definitions, build, verbose, trainer_kwargs)
+        records = [r for r in records if r["run"] in done or r["run"] not in names]
+        if done:
+            print(f"skipping {len(done)} of {len(runs)} runs already finished in {out} "
                   f"(restart=True starts over)")
     for i, run in enumerate(runs, 1):
         if run.name in done:
@@ -268,17 +271,38 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         if logdir is not None and logdir.exists():
             shutil.rmtree(logdir)  # an earlier, unfinished try of this run
         recorder = _Recorder(run, logdir)
-        _, metrics = _train(run, build, [*callbacks], recorder, verbose, trainer_kwargs)
+        trainer = _trainer(run, build, [*callbacks], verbose, trainer_kwargs, recorder)
+        definitions[run.name] = run_definition(trainer, run.columns)
+        _, metrics = trainer.fit()
         records += recorder.records
         print(f"[{i}/{len(runs)}] {run.name}: {_outcome(recorder.records)}")
         if out is not None:
-            RunTable(records).to_json(out / "runs.json")
+            write_json(out / "runs.json", {"records": records, "definitions": definitions})
             RunTable(records).to_csv(out / "runs.csv")
         if metrics.interrupted:
             again = "; run it again with the same out to go on" if out is not None else ""
             print(f"interrupted: the sweep stops here{again}")
             break
     return RunTable(records)
+
+
+def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: Callable,
+               verbose: bool, trainer_kwargs: dict) -> set[str]:
+    """The runs finished earlier whose definition is still the same: each is built as it would
+    be trained, to compare; a changed one is named with what changed, to be trained again."""
+    finished = {r["run"] for r in records}
+    same = set()
+    for i, run in enumerate(runs, 1):
+        if run.name not in finished:
+            continue
+        ours = run_definition(_trainer(run, build, [], verbose, trainer_kwargs), run.columns)
+        saved = definitions.get(run.name)
+        changed = ["no definition recorded"] if saved is None else differences(saved, ours)
+        if changed:
+            print(f"[{i}/{len(runs)}] {run.name}: {'; '.join(changed)}: training it again")
+        else:
+            same.add(run.name)
+    return same
 
 
 def _check_trainer_args(who: str, kwargs: dict, refused: set) -> None:
@@ -292,9 +316,9 @@ def _check_trainer_args(who: str, kwargs: dict, refused: set) -> None:
                         f"callbacks as sweep(..., callbacks=[...])")
 
 
-def _train(run: Run, build: Callable, callbacks: list, recorder: _Recorder, verbose: bool,
-           trainer_kwargs: dict) -> tuple:
-    """Seed, build and fit one run with the recorder last among its callbacks."""
+def _trainer(run: Run, build: Callable, callbacks: list, verbose: bool, trainer_kwargs: dict,
+             recorder: _Recorder | None = None) -> Trainer:
+    """Seed and build one run: its Trainer, with the sweep's callbacks, build's, the recorder."""
     seed = run.settings.get("seed", trainer_kwargs.get("seed"))
     if seed is not None:
         seed_all(seed)
@@ -309,9 +333,9 @@ def _train(run: Run, build: Callable, callbacks: list, recorder: _Recorder, verb
     _check_trainer_args("build returned", extra, set())
     kwargs = {"verbose": verbose, **trainer_kwargs, **({"seed": seed} if seed is not None else {}),
               **extra}
-    kwargs["callbacks"] = [*callbacks, *kwargs.get("callbacks", ()), recorder]
-    trainer = Trainer(built["model"], built["data"], built.get("opt"), **kwargs)
-    return trainer.fit()
+    kwargs["callbacks"] = [*callbacks, *kwargs.get("callbacks", ()), *([recorder] if recorder
+                                                                        else [])]
+    return Trainer(built["model"], built["data"], built.get("opt"), **kwargs)
 
 
 def _outcome(records: list[dict]) -> str:
@@ -322,20 +346,24 @@ def _outcome(records: list[dict]) -> str:
         (f": {figures}" if figures else "")
 
 
-def _finished(out: Path) -> list[dict]:
-    """The records of the runs an earlier sweep finished in `out` (none if it has no table)."""
+def _finished(out: Path) -> tuple[list[dict], dict[str, dict]]:
+    """The records of the runs an earlier sweep finished in `out`, and what defined each run
+    (none if it has no table)."""
     path = out / "runs.json"
     if not path.exists():
-        return []
+        return [], {}
     try:
         table = RunTable.from_json(path)
-    except (ValueError, TypeError, KeyError) as err:
+        definitions = json.loads(path.read_text()).get("definitions") or {}
+        if not isinstance(definitions, dict):
+            raise ValueError("its 'definitions' are not a dict")
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
         raise ValueError(f"{path} is not a table of runs ({err}): remove it, or pass "
                          f"restart=True to start over") from None
     runs = {}
     for r in table.records:
         runs.setdefault(r["run"], []).append(r)
-    return [r for rows in runs.values() if _complete(rows) for r in rows]
+    return [r for rows in runs.values() if _complete(rows) for r in rows], definitions
 
 
 def _complete(rows: list[dict]) -> bool:
@@ -391,15 +419,17 @@ def _cell(key: str, value) -> str:
     return str(value)
 
 
-def _check_record(i: int, record) -> None:
-    """Refuse what is not a run's record (a dict naming its run), saying which one (from 1)."""
+def _check_record(i: int, record, need_run: bool = False) -> None:
+    """Refuse what is not a record (a dict), or not a run's record (one naming its run) where
+    runs are needed, saying which one (from 1)."""
     if not isinstance(record, dict):
         raise ValueError(f"record {i} is a {type(record).__name__}, not a dict of a run's "
                          f"figures and settings")
     if "run" not in record:
-        raise ValueError(f"record {i} has no 'run' (the name of its run); it has "
-                         f"{', '.join(map(repr, record)) or 'no keys'}")
-    if not isinstance(record["run"], str) or not record["run"]:
+        if need_run:
+            raise ValueError(f"record {i} has no 'run' (the name of its run); it has "
+                             f"{', '.join(map(repr, record)) or 'no keys'}")
+    elif not isinstance(record["run"], str) or not record["run"]:
         raise ValueError(f"record {i}: 'run' must be a run's name (a non-empty string), got "
                          f"{record['run']!r}")
 
@@ -426,13 +456,16 @@ class RunTable:
         return list(dict.fromkeys(k for r in self.records for k in r))
 
     def runs(self) -> list[str]:
-        """The runs' names, in order."""
+        """The runs' names, in order (every record must name its run)."""
+        for i, r in enumerate(self.records, 1):
+            _check_record(i, r, need_run=True)
         return list(dict.fromkeys(r["run"] for r in self.records))
 
     def final(self) -> RunTable:
         """The last record of each run."""
+        names = self.runs()
         last = {r["run"]: r for r in self.records}
-        return RunTable(last[name] for name in self.runs())
+        return RunTable(last[name] for name in names)
 
     def _check(self, what: str, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.columns()]
@@ -497,9 +530,11 @@ class RunTable:
         if not isinstance(records, list):
             raise ValueError(f"{path} holds no list of records under 'records'")
         try:
-            return cls(records)
+            table = cls(records)
+            table.runs()
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+        return table
 
     def to_pandas(self):
         """The records as a pandas DataFrame (pandas is optional)."""
@@ -514,11 +549,11 @@ class RunTable:
         """`metric` (or one panel a metric) against the epoch, a line a run; failed and
         diverged runs dashed and marked in the legend."""
         metrics = [metric] if isinstance(metric, str) else list(metric)
+        names = self.runs()
         self._check("metric", metrics)
         file = check_plot_path(path) if path is not None else None
         fig = Figure(figsize=(9, 1 + 3 * len(metrics)), layout="constrained")
         axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
-        names = self.runs()
         colors = [f"C{i}" for i in range(len(names))] if len(names) <= 10 else \
             colormaps["tab20" if len(names) <= 20 else "turbo"].resampled(len(names)).colors
         labels = []

@@ -275,12 +275,12 @@ def test_lr_sweep_survives_a_diverged_rate(fashion_root, tmp_path, capsys):
     check_png(out / "lr-sweep.png")
 
 
-def test_resume_skips_the_runs_finished_and_tensorboard_needs_its_package(
+def test_a_rerun_skips_the_runs_finished_and_tensorboard_needs_its_package(
         fashion_root, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     first = run("bias", fashion_root, out)
     capsys.readouterr()
-    again = run("bias", fashion_root, out, "--resume")
+    again = run("bias", fashion_root, out)
     printed = capsys.readouterr().out
     assert f"skipping 2 of 2 runs already finished in {out / 'bias'}" in printed
     assert "training" not in printed and again == first

@@ -79,7 +79,12 @@ def test_any_run_name_is_shown_as_it_is_in_the_legends(name):
 ])
 def test_records_that_are_no_runs_records_are_refused_by_number(records, match):
     with pytest.raises(ValueError, match=match):
-        RunTable(records)
+        table = RunTable(records)  # a table of other rows may print (it has no runs) ...
+        table.runs()  # ... but what needs runs needs each record's
+    for needs_runs in ("final", "runs", "plot_curves"):
+        with pytest.raises(ValueError, match=match):
+            getattr(RunTable(records), needs_runs)()
+    RunTable([{"variant": "a", "lr": 0.1}]).format()
 
 
 def test_a_runs_json_record_without_run_is_named(tmp_path):
@@ -95,4 +100,4 @@ def test_a_record_without_figures_is_not_a_finished_run(tmp_path):
                _record("diverged-at-once", epoch=0, status="diverged")
                | {k: None for k in ("train_loss", "train_acc", "val_loss", "val_acc")}]
     RunTable(records).to_json(tmp_path / "runs.json")
-    assert sorted({r["run"] for r in _finished(tmp_path)}) == ["complete", "diverged-at-once"]
+    assert sorted({r["run"] for r in _finished(tmp_path)[0]}) == ["complete", "diverged-at-once"]

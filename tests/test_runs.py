@@ -171,14 +171,15 @@ def test_a_finished_sweep_is_skipped_and_a_restart_redoes_it(tiny_data, tmp_path
     assert len(log) == 2
     again = sweep(dict(lr=[0.1, 0.5, 1.0]), tiny_build(tiny_data, log), tmp_path, seed=0,
                   **QUIET)
-    assert log[2:] == [{"lr": 1.0}]  # only the new run trains
+    # the finished runs are built again, to compare what defines them; only the new one trains
+    assert log[2:] == [{"lr": 0.1}, {"lr": 0.5}, {"lr": 1.0}]
     assert again.records[:4] == first.records and again.runs()[-1] == "lr=1"
     out = capsys.readouterr().out
     assert f"skipping 2 of 3 runs already finished in {tmp_path}" in out
     assert "[3/3] lr=1: training" in out and "[1/3]" not in out
     redo = sweep(dict(lr=[0.5]), tiny_build(tiny_data, log), tmp_path, restart=True, seed=0,
                  **QUIET)
-    assert log[3:] == [{"lr": 0.5}] and redo.runs() == ["lr=0.5"]
+    assert log[5:] == [{"lr": 0.5}] and redo.runs() == ["lr=0.5"]
     assert [r["val_acc"] for r in redo.records] == [r["val_acc"] for r in first.records[2:]]
     assert RunTable.from_json(tmp_path / "runs.json").runs() == ["lr=0.5"]  # the old table went
 
@@ -202,7 +203,8 @@ def test_ctrl_c_stops_the_sweep_after_saving_and_a_rerun_redoes_the_interrupted_
     assert "interrupted: the sweep stops here" in capsys.readouterr().out
     interrupt[0] = False
     again = sweep(dict(lr=[0.1, 0.2, 0.3]), build, tmp_path, seed=0, max_epochs=3, board=False)
-    assert log[2:] == [0.2, 0.3]
+    assert log[2:] == [0.1, 0.2, 0.3]  # the finished run built to compare, not trained
+    assert "[1/3]" not in capsys.readouterr().out
     assert again.runs() == ["lr=0.1", "lr=0.2", "lr=0.3"] and len(again) == 9
     assert {r["status"] for r in again.records} == {"ok"}
 

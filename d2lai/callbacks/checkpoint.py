@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..checkpoint import check_model_state, load_checkpoint, save_checkpoint
+from ..definition import differences, run_definition
 from ..device import rng_state, set_rng_state
 from ..files import check_output_path
 from ..optim import describe_opt, opt_text
@@ -17,6 +18,22 @@ logger = logging.getLogger("d2lai")
 __all__ = ["Checkpoint"]
 
 
+# What a resumed run may change: how far it goes (the totals to reach) and, with override_opt,
+# its rule (checked on its own below).
+RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model")
+
+
+def _stateful(trainer):
+    """(key, callback) for the trainer's callbacks that keep a state (EarlyStopping's wait and
+    best), keyed by class name (and number, for two of one class)."""
+    seen: dict[str, int] = {}
+    for callback in trainer.callbacks:
+        if callable(getattr(callback, "state_dict", None)):
+            name = type(callback).__name__
+            seen[name] = seen.get(name, 0) + 1
+            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
+
+
 def _rule(trainer):
     """What the reader chose: the rule given to the trainer, else the model's own optimiser."""
     return trainer.opt if trainer.opt is not None else trainer.optimizer
@@ -25,10 +42,13 @@ def _rule(trainer):
 class Checkpoint(Callback):
     """Save the run after every epoch; with `resume`, continue from the file at fit start.
 
-    A new run refuses to overwrite another run's checkpoint. Resuming with another optimiser
-    rule (type or hyperparameters) than the one saved is an error unless `override_opt`: then
-    the new rule's hyperparameters apply from here on (its state is kept when the type is the
-    same, and starts afresh when it is not).
+    The file holds what defines the run (`d2lai.definition`) and the state of the callbacks
+    that keep one (EarlyStopping's wait and best). A new run refuses to overwrite another run's
+    checkpoint; a resumed one refuses a checkpoint of another run (other data, batch size,
+    seed, clipping): only `max_epochs` and `max_steps`, the totals to reach, may change.
+    Resuming with another optimiser rule (type or hyperparameters) than the one saved is an
+    error unless `override_opt`: then the new rule's hyperparameters apply from here on (its
+    state is kept when the type is the same, and starts afresh when it is not).
     """
 
     order = 80
@@ -39,6 +59,7 @@ class Checkpoint(Callback):
 
     def on_fit_start(self, trainer) -> None:
         check_output_path(self.path, "checkpoint")
+        self.definition = run_definition(trainer)
         if self.owner is trainer or not self.path.exists():
             if self.resume and self.owner is None:
                 logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
@@ -55,6 +76,13 @@ class Checkpoint(Callback):
     def restore(self, trainer, state: dict) -> None:
         """Put a checked checkpoint's state into the trainer, its model and optimiser."""
         check_model_state(trainer.model, state["model"], self.path)
+        changed = differences(state.get("definition", self.definition), self.definition,
+                              ignore=RESUMABLE, when="in the checkpoint")
+        if changed:
+            raise ValueError(
+                f"checkpoint {self.path} is another run's: {'; '.join(changed)}. Build the "
+                f"trainer and its data as that run was to go on with it, or delete the file (or "
+                f"choose another path) to start over.")
         saved, ours = state["opt"], describe_opt(_rule(trainer))
         same_type = saved["type"] == ours["type"]
         if saved != ours and not self.override_opt:
@@ -74,6 +102,10 @@ class Checkpoint(Callback):
             for group, h in zip(getattr(trainer.optimizer, "param_groups", []), hyper,
                                 strict=True):
                 group.update(h)  # the rule given now (equal to the saved one unless overridden)
+        kept = state.get("callbacks", {})
+        for key, callback in _stateful(trainer):
+            if key in kept:
+                callback.load_state_dict(kept[key])
         set_rng_state(state["rng"])
         trainer.history = {k: list(v) for k, v in state["history"].items()}
         trainer.epoch, trainer.steps = state["epoch"], state["steps"]
@@ -87,4 +119,6 @@ class Checkpoint(Callback):
         save_checkpoint(self.path, {
             "epoch": epoch, "steps": trainer.steps, "model": trainer.model.state_dict(),
             "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else {},
-            "opt": describe_opt(_rule(trainer)), "history": trainer.history, "rng": rng_state()})
+            "opt": describe_opt(_rule(trainer)), "history": trainer.history, "rng": rng_state(),
+            "definition": self.definition,
+            "callbacks": {key: c.state_dict() for key, c in _stateful(trainer)}})

@@ -44,6 +44,15 @@ class EarlyStopping(MonitorCallback):
         self.best, self.best_epoch, self.best_state = None, 0, None
         self.wait, self.stopped_epoch = 0, 0
 
+    def state_dict(self) -> dict:
+        """What a checkpoint keeps, so that a resumed run keeps its patience and best weights."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("best", "best_epoch", "wait", "stopped_epoch", "best_state"):
+            setattr(self, key, state[key])
+
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         value = self.value(logs)
         if epoch <= self.start_from_epoch:
