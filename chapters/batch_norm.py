@@ -19,8 +19,9 @@ from torch import nn
 import d2lai
 from chapters.cli import common_flags, learning_rate, load_data
 from d2lai import AbstractClassifier, Descent, Trainer
+from d2lai.board import check_plot_path
 from d2lai.checks import ArgumentError, Check, count, number, positive_int
-from d2lai.files import write_json
+from d2lai.files import check_output_path, write_json
 
 __all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "main"]
 
@@ -211,9 +212,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     out = Path(args.out)
     if args.seed is not None:
         d2lai.seed(args.seed)
+    names = list(MODELS) if args.model == "both" else [args.model]
+    try:  # every file the run will write, before anything is trained
+        check_output_path(out, "--out", folder=True)
+        for name in names:
+            check_output_path(out / f"{name}-history.json", "history")
+            check_plot_path(out / f"{name}-board.png")
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
     data = load_data(args)
     results = {}
-    for name in MODELS if args.model == "both" else [args.model]:
+    for name in names:
         model = MODELS[name]()
         trainer = Trainer(model, data, Descent(args.lr), max_epochs=args.epochs,
                           gpu=not args.cpu, board_yscale="identity",
@@ -230,7 +239,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         results[name] = {"model": type(model).__name__, "seconds": seconds,
                          "metrics": {k: v for k, v in vars(metrics).items() if k != "history"},
                          "history": trainer.history, "timings": trainer.timings}
-        write_json(out / f"{name}-history.json", results[name])
+        try:
+            write_json(out / f"{name}-history.json", results[name])
+        except OSError as err:  # a full disk: the next model still trains
+            print(f"could not write {out / f'{name}-history.json'} ({err}); going on")
         if metrics.interrupted:  # Ctrl-C: the reader wants to stop, not start the next model
             break
     print(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"

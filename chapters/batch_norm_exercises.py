@@ -20,7 +20,8 @@ from torch import nn
 from chapters.batch_norm import BatchNormLayer, BLeNetConcise, BLeNetScratch, batch_norm
 from chapters.cli import common_flags, learning_rate, load_data
 from d2lai import AbstractClassifier, Descent
-from d2lai.files import write_json
+from d2lai.board import check_plot_path
+from d2lai.files import check_output_path, write_json
 from d2lai.runs import RunTable, grid, sweep
 
 __all__ = ["LeNet", "batch_norm_mean_only", "batch_norm_std_only", "no_bias_before_bn",
@@ -232,21 +233,51 @@ def _sizes(make: Callable[[], nn.Module]) -> dict[str, int]:
             "trainable": sum(p.numel() for p in params if p.requires_grad)}
 
 
+def _board(out: Path, name: str, variant: str, lr: float) -> Path:
+    return out / f"{name}-boards" / f"{_slug(variant)}-lr{lr:g}.png"
+
+
+def _check_outputs(out: Path, name: str, runs: list, label: dict) -> None:
+    """Every file the exercise will write, checked before anything is trained."""
+    try:
+        check_output_path(out, "--out", folder=True)
+        check_output_path(out / f"{name}.json", "table")
+        for file in [f"{name}.png", *(["lr-sweep-accuracy.png"] if name == "lr-sweep" else [])]:
+            check_plot_path(out / file)
+        for table in ("runs.json", "runs.csv"):
+            check_output_path(out / name / table, "table")
+        for run in runs:
+            check_plot_path(_board(out, name, label[id(run.settings["variant"])],
+                                   run.settings["lr"]))
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def _keep(what: Path, write: Callable[[], object]) -> bool:
+    """Write one output; one that cannot be written (a full disk) is said, and the rest go on."""
+    try:
+        write()
+    except OSError as err:
+        print(f"could not write {what} ({err}); going on with the rest")
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> RunTable:
     """Run one exercise as a sweep; print its table (a row a run), write NAME.json and plots."""
     args = parse_args(argv)
-    data = load_data(args)
     name, (variants_of, title) = args.exercise, EXERCISES[args.exercise]
     variants, out = variants_of(args), Path(args.out)
     label = {id(make): text for text, make in variants.items()}
-
-    def build(s):
-        board = out / f"{name}-boards" / f"{_slug(label[id(s['variant'])])}-lr{s['lr']:g}.png"
-        return {"model": s["variant"](), "data": data, "opt": Descent(s["lr"]),
-                "board_path": board}
-
     lrs = list(dict.fromkeys(args.lrs)) if name == "lr-sweep" else [args.lr]
     runs = grid({"lr": lrs, "variant": variants})
+    _check_outputs(out, name, runs, label)
+    data = load_data(args)
+
+    def build(s):
+        return {"model": s["variant"](), "data": data, "opt": Descent(s["lr"]),
+                "board_path": _board(out, name, label[id(s["variant"])], s["lr"])}
+
     try:
         table = sweep(runs, build, out / name, restart=args.restart, verbose=True,
                       tensorboard=args.tensorboard, max_epochs=args.epochs, gpu=not args.cpu,
@@ -261,9 +292,11 @@ def main(argv: list[str] | None = None) -> RunTable:
                                                                 "val_loss", "val_acc", "status")},
                      "seconds": r["run_s"]} for r in table.final().records)
     text = rows.print()
-    write_json(out / f"{name}.json", {"exercise": name, "args": vars(args), "table": text,
-                                      "rows": rows.records, "records": table.records})
-    print(f"table written to {out / (name + '.json')} and {out / name / 'runs.csv'}")
+    saved = out / f"{name}.json"
+    if _keep(saved, lambda: write_json(saved, {"exercise": name, "args": vars(args),
+                                               "table": text, "rows": rows.records,
+                                               "records": table.records})):
+        print(f"table written to {saved} and {out / name / 'runs.csv'}")
     plots = {f"{name}.png": (table.plot_curves(["train_loss", "val_acc"]), title)}
     if name == "lr-sweep":
         plots["lr-sweep-accuracy.png"] = (table.plot_final("val_acc", "lr", by="variant"),
@@ -271,8 +304,8 @@ def main(argv: list[str] | None = None) -> RunTable:
                                           f"epochs of Descent")
     for file, (fig, heading) in plots.items():
         fig.axes[0].set_title(heading)
-        fig.savefig(out / file, dpi=120)
-        print(f"plot saved to {out / file}")
+        if _keep(out / file, lambda fig=fig, file=file: fig.savefig(out / file, dpi=120)):
+            print(f"plot saved to {out / file}")
     return rows
 
 

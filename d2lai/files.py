@@ -1,14 +1,16 @@
-"""Output files: check a path before the work that will write it, and write JSON strictly."""
+"""Output files: check a path before the work that will write it, take it for one run alone,
+write it whole (JSON strictly)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_output_path", "json_safe", "write_json", "write_whole"]
+__all__ = ["check_output_path", "claim", "json_safe", "write_json", "write_whole"]
 
 
 def check_output_path(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
@@ -49,13 +51,39 @@ def json_safe(value):
 
 def write_whole(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Write `path` by `write(tmp)` to a temporary file beside it, then rename that into place:
-    a crash while writing leaves the file as it was, never half written."""
+    a crash while writing leaves the file as it was, never half written. The temporary name is
+    this write's own (two writers never share one), and it is removed if the write fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def claim(path: str | os.PathLike, what: str, by: str):
+    """Take `path` (a file, or a folder) for this run alone until the returned lock's
+    `release()`: a path another live run holds, in this process or another, is refused.
+
+    The lock is a file beside `path` (`.NAME.lock`; `.lock` inside a folder), locked by the
+    operating system, so a run that dies, even killed, frees it.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    lockfile = path / ".lock" if path.is_dir() else path.with_name(f".{path.name}.lock")
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lockfile), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RuntimeError(f"{what} {path} is in use by another {by}, running now (it holds "
+                           f"{lockfile}): wait until it ends, or choose another path") from None
+    return lock
 
 
 def write_json(path: str | os.PathLike, value) -> Path:

@@ -29,7 +29,7 @@ from .board import check_plot_path
 from .callbacks import Callback
 from .definition import differences, run_definition
 from .device import seed as seed_all
-from .files import check_output_path, write_json, write_whole
+from .files import check_output_path, claim, write_json, write_whole
 from .trainer import Metrics, Trainer
 
 __all__ = ["Run", "grid", "sweep", "RunTable"]
@@ -251,9 +251,26 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         _summary_writer()
         if len({_folder(n) for n in names}) < len(names):
             raise ValueError("two run names give the same folder name: rename the runs")
-    records, definitions, done = [], {}, set()
+    lock = None
     if out is not None:
         out = check_output_path(out, "out", folder=True)
+        for table in ("runs.json", "runs.csv"):
+            check_output_path(out / table, "the sweep's table")
+        lock = claim(out, "out", "sweep")  # held until the sweep ends
+    try:
+        return _train_all(runs, build, out, restart, tensorboard, [*callbacks], verbose,
+                          trainer_kwargs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool,
+               tensorboard: bool, callbacks: list, verbose: bool, trainer_kwargs: dict):
+    """The sweep itself: the runs finished in `out` kept, the others trained one by one."""
+    names = [r.name for r in runs]
+    records, definitions, done = [], {}, set()
+    if out is not None:
         if restart:
             for file in (out / "runs.json", out / "runs.csv"):
                 file.unlink(missing_ok=True)
@@ -271,19 +288,32 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         if logdir is not None and logdir.exists():
             shutil.rmtree(logdir)  # an earlier, unfinished try of this run
         recorder = _Recorder(run, logdir)
-        trainer = _trainer(run, build, [*callbacks], verbose, trainer_kwargs, recorder)
+        trainer = _trainer(run, build, callbacks, verbose, trainer_kwargs, recorder)
         definitions[run.name] = run_definition(trainer, run.columns)
         _, metrics = trainer.fit()
         records += recorder.records
         print(f"[{i}/{len(runs)}] {run.name}: {_outcome(recorder.records)}")
         if out is not None:
-            write_json(out / "runs.json", {"records": records, "definitions": definitions})
-            RunTable(records).to_csv(out / "runs.csv")
+            _save(out, records, definitions)
         if metrics.interrupted:
             again = "; run it again with the same out to go on" if out is not None else ""
             print(f"interrupted: the sweep stops here{again}")
             break
     return RunTable(records)
+
+
+def _save(out: Path, records: list[dict], definitions: dict) -> None:
+    """runs.json (records and definitions) and runs.csv; one that cannot be written (a full
+    disk) is said, and the sweep goes on with the table in memory."""
+    writes = {"runs.json": lambda path: write_json(path, {"records": records,
+                                                          "definitions": definitions}),
+              "runs.csv": lambda path: RunTable(records).to_csv(path)}
+    for name, write in writes.items():
+        try:
+            write(out / name)
+        except OSError as err:
+            print(f"could not write {out / name} ({err}): the sweep goes on; its table is "
+                  f"returned at the end")
 
 
 def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: Callable,

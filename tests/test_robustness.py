@@ -122,9 +122,9 @@ def test_a_crash_while_writing_leaves_the_last_checkpoint_whole(tiny_data, tmp_p
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        _trainer(tiny_data, TinyClassifier(), max_epochs=2, checkpoint=ckpt, resume=True).fit()
-    assert ckpt.read_bytes() == good
+    _, metrics = _trainer(tiny_data, TinyClassifier(), max_epochs=2, checkpoint=ckpt,
+                          resume=True).fit()  # warns, and returns what it trained
+    assert metrics.epochs == 2 and ckpt.read_bytes() == good
     assert torch.load(ckpt, weights_only=True)["epoch"] == 1
 
 

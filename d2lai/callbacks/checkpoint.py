@@ -9,7 +9,7 @@ from pathlib import Path
 from ..checkpoint import check_model_state, load_checkpoint, save_checkpoint
 from ..definition import differences, run_definition
 from ..device import rng_state, set_rng_state
-from ..files import check_output_path
+from ..files import check_output_path, claim
 from ..optim import describe_opt, opt_text
 from .base import Callback
 
@@ -59,19 +59,24 @@ class Checkpoint(Callback):
 
     def on_fit_start(self, trainer) -> None:
         check_output_path(self.path, "checkpoint")
-        self.definition = run_definition(trainer)
-        if self.owner is trainer or not self.path.exists():
-            if self.resume and self.owner is None:
-                logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
+        self.lock = claim(self.path, "checkpoint", "fit")  # held until the fit ends
+        try:
+            self.definition, self.saved = run_definition(trainer), None
+            if self.owner is trainer or not self.path.exists():
+                if self.resume and self.owner is None:
+                    logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
+                self.owner = trainer
+                return
+            if not self.resume:
+                raise FileExistsError(
+                    f"checkpoint {self.path} already exists, from another run. Pass "
+                    f"resume=True to continue that run, or delete the file (or choose another "
+                    f"path) to start over.")
+            self.restore(trainer, load_checkpoint(self.path))
             self.owner = trainer
-            return
-        if not self.resume:
-            raise FileExistsError(
-                f"checkpoint {self.path} already exists, from another run. Pass resume=True "
-                f"to continue that run, or delete the file (or choose another path) to start "
-                f"over.")
-        self.restore(trainer, load_checkpoint(self.path))
-        self.owner = trainer
+        except BaseException:
+            self.lock.release()
+            raise
 
     def restore(self, trainer, state: dict) -> None:
         """Put a checked checkpoint's state into the trainer, its model and optimiser."""
@@ -109,6 +114,7 @@ class Checkpoint(Callback):
         set_rng_state(state["rng"])
         trainer.history = {k: list(v) for k, v in state["history"].items()}
         trainer.epoch, trainer.steps = state["epoch"], state["steps"]
+        self.saved = state["epoch"]
         if saved != ours:
             logger.warning("resuming %s with %s instead of %s%s", self.path, opt_text(ours),
                            opt_text(saved), "" if same_type else " (its state starts afresh)")
@@ -116,9 +122,21 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         optimizer = trainer.optimizer
-        save_checkpoint(self.path, {
+        state = {
             "epoch": epoch, "steps": trainer.steps, "model": trainer.model.state_dict(),
             "optimizer": optimizer.state_dict() if hasattr(optimizer, "state_dict") else {},
             "opt": describe_opt(_rule(trainer)), "history": trainer.history, "rng": rng_state(),
             "definition": self.definition,
-            "callbacks": {key: c.state_dict() for key, c in _stateful(trainer)}})
+            "callbacks": {key: c.state_dict() for key, c in _stateful(trainer)}}
+        try:
+            save_checkpoint(self.path, state)
+        except (OSError, RuntimeError) as err:  # a full disk: torch says so as a RuntimeError
+            held = f"it still holds epoch {self.saved}" if self.saved else "it was not written"
+            logger.warning("could not save checkpoint %s after epoch %d (%s): %s; training "
+                           "goes on", self.path, epoch, str(err).strip() or type(err).__name__,
+                           held)
+            return
+        self.saved = epoch
+
+    def on_fit_end(self, trainer, metrics) -> None:
+        self.lock.release()
