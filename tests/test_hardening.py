@@ -79,6 +79,33 @@ def test_the_model_returned_is_the_one_the_metrics_describe(tiny_data):
     assert acc == pytest.approx(metrics.val_acc, rel=1e-6)
 
 
+def test_weights_the_last_step_made_useless_are_rolled_back_at_validation(tiny_data, caplog):
+    class LastStepBlowup(d2lai.Callback):  # epoch 2's last step takes an absurd rate
+        def on_train_batch_start(self, trainer, batch):
+            if trainer.steps == 19:  # 10 batches an epoch
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = 1e30
+
+    seen = []
+
+    class Seen(d2lai.Callback):
+        order = 15  # after the divergence watch's look at the weights, before validation
+
+        def on_train_epoch_end(self, trainer, logs):
+            seen.append(all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters()))
+
+    trainer = _trainer(tiny_data, TinyClassifier(), max_epochs=3,
+                       callbacks=[LastStepBlowup(), Seen()])
+    model, metrics = trainer.fit()
+    assert seen == [True, True]  # finite, but no longer a model: its validation loss is not
+    assert metrics.diverged and metrics.epochs == 1 and trainer.steps == 20
+    assert "diverged at epoch 2: the validation loss is nan" in caplog.text
+    model.eval()
+    X, y = tiny_data.transform(tiny_data.val[0]), tiny_data.val[1]
+    with torch.no_grad():
+        assert float(model.loss(model(X), y)) == pytest.approx(metrics.val_loss, rel=1e-5)
+
+
 def test_where_losses_are_looked_at_every_few_batches_the_epoch_is_rolled_back(
         tiny_data, monkeypatch, caplog):
     monkeypatch.setattr(d2lai.callbacks.DivergenceWatch, "check_every", {"cpu": 4})  # as a GPU

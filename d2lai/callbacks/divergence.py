@@ -4,6 +4,7 @@ whole epoch (whose figures the fit returns)."""
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 
@@ -25,7 +26,7 @@ class DivergenceWatch(Callback):
     (parameters and buffers) back as it was at the start of the epoch, and stop the fit (or
     raise `FloatingPointError` with `on_diverge="raise"`). The model returned is then the one
     the returned figures describe. Weights that turn non-finite at the epoch's last step are
-    caught before validation."""
+    caught before validation, and weights whose validation loss is not finite after it."""
 
     order = 10
     check_every = {"cpu": 1}  # batches between looks at the losses, by device type
@@ -64,6 +65,14 @@ class DivergenceWatch(Callback):
             self.stop(trainer, f"diverged at epoch {trainer.epoch + 1}: the weights are not "
                                f"finite after its last step", "lower the learning rate, or "
                                "clip gradients with gradient_clip_val")
+
+    def on_validation_end(self, trainer, logs: dict) -> None:
+        loss = logs.get("val_loss")
+        if loss is not None and not math.isfinite(loss):  # weights finite, but no model
+            self.stop(trainer, f"diverged at epoch {trainer.epoch + 1}: the validation loss is "
+                               f"{loss} (the training losses were finite)",
+                      "lower the learning rate or clip gradients with gradient_clip_val, or "
+                      "check the validation data")
 
     def look(self, trainer, batch=None) -> None:
         """Stop at the first non-finite loss not yet looked at (one sync)."""
