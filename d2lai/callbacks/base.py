@@ -23,13 +23,18 @@ first; the trainer's own: checks 0, divergence 10, training figures 20, epoch li
 
 from __future__ import annotations
 
-__all__ = ["Callback", "MonitorCallback", "monitor_mode"]
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "fit_figures"]
 
 
 class Callback:
-    """Hooks the trainer calls at its events; each does nothing unless overridden."""
+    """Hooks the trainer calls at its events; each does nothing unless overridden.
+
+    A callback that adds figures to the epoch's logs names them in `figures`, so that a
+    monitor of one of them is known to exist when the fit starts.
+    """
 
     order = 50
+    figures: tuple[str, ...] = ()
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
               "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",
@@ -94,6 +99,12 @@ class MonitorCallback(Callback):
                              f"'val_loss', got {monitor!r}")
         self.monitor, self.mode, self.min_delta = monitor, monitor_mode(monitor, mode), min_delta
 
+    def on_fit_start(self, trainer) -> None:
+        """Refuse a monitor that is none of the fit's figures, before anything trains."""
+        known = fit_figures(trainer)
+        if known is not None and self.monitor not in known:
+            self.value(dict.fromkeys(known))
+
     def better(self, value: float, reference: float | None) -> bool:
         """Whether `value` beats `reference` (None: nothing yet) by more than `min_delta`."""
         if reference is None:
@@ -108,3 +119,13 @@ class MonitorCallback(Callback):
             raise ValueError(f"{type(self).__name__}: monitor={self.monitor!r} is not among this "
                              f"fit's figures; choose one of {', '.join(map(repr, logs))}")
         return logs[self.monitor]
+
+
+def fit_figures(trainer) -> list[str] | None:
+    """The figures a fit will log each epoch, before it starts: the model family's
+    (`figure_names`) and the callbacks' (`figures`); None if the model cannot say."""
+    names = getattr(trainer.model, "figure_names", None)
+    names = names() if callable(names) else None
+    if names is None:
+        return None
+    return list(dict.fromkeys([*names, *(f for c in trainer.callbacks for f in c.figures)]))

@@ -38,9 +38,13 @@ class EarlyStopping(MonitorCallback):
         self.patience, self.baseline = args["patience"], args["baseline"]
         self.restore_best_weights = args["restore_best_weights"]
         self.start_from_epoch = args["start_from_epoch"]
-        self.on_fit_start(None)
+        self.reset()
 
     def on_fit_start(self, trainer) -> None:
+        super().on_fit_start(trainer)  # the monitor is one of the fit's figures
+        self.reset()
+
+    def reset(self) -> None:
         self.best, self.best_epoch, self.best_state = None, 0, None
         self.wait, self.stopped_epoch = 0, 0
 

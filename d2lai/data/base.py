@@ -7,6 +7,7 @@ when the data is there. So the set stays small in memory and costs no per-image 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 
 import torch
 
-from ..checks import positive_int
+from ..checks import ArgumentError, number, positive_int
 
 __all__ = ["AbstractData", "TensorLoader", "SyntheticRegressionData", "get_dataloader",
            "train_dataloader", "val_dataloader", "default_root", "batchsize_of"]
@@ -190,7 +191,10 @@ class SyntheticRegressionData(AbstractData):
         w = torch.as_tensor(w, dtype=torch.float32).reshape(-1)
         if len(w) == 0:
             raise ValueError("w is empty: give at least one weight (one per feature)")
-        self.w, self.b, self.noise = w, float(b), float(noise)
+        if not bool(w.isfinite().all()):
+            raise ArgumentError(f"w must hold finite numbers, got {w.tolist()}")
+        self.w, self.b = w, number("b", b)
+        self.noise = number("noise", noise, 0, math.inf, open_high=True)
         self.num_train = positive_int("num_train", num_train)
         self.num_val = positive_int("num_val", num_val)
         self.batchsize = batchsize_of(batchsize, batch_size, 32)

@@ -88,6 +88,19 @@ def _read_idx(path: Path, magic: int, item_shape: tuple[int, ...]) -> torch.Tens
     return torch.from_numpy(body).view(n, *item_shape)
 
 
+def _read_unpacked(path: Path, magic: int, item_shape: tuple[int, ...]) -> torch.Tensor:
+    """`_read_idx`; a bad file unpacked from a .gz beside it is named with that .gz, which
+    would only unpack to it again."""
+    try:
+        return _read_idx(path, magic, item_shape)
+    except ValueError as err:
+        gz = path.with_name(path.name + ".gz")
+        if path.suffix == ".gz" or not gz.is_file():
+            raise
+        raise ValueError(f"{err} It was unpacked from {gz}: delete both, and copy the "
+                         f"official {gz.name} again.") from None
+
+
 def _unpack(gz: Path, dest: Path) -> None:
     """Unpack `gz` into `dest` through a temporary file renamed into place: no reader ever
     sees half a file, and a failure leaves no partial file behind."""
@@ -95,6 +108,9 @@ def _unpack(gz: Path, dest: Path) -> None:
     try:
         with gzip.open(gz, "rb") as src, open(tmp, "xb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
+        if tmp.stat().st_size == 0:
+            raise ValueError(f"{gz} is empty: it unpacks to nothing. Delete it and copy the "
+                             f"official file again.")
         os.replace(tmp, dest)
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise ValueError(f"{gz} is not a whole gzip file ({err}). Delete it and copy the "
@@ -256,8 +272,14 @@ class MNISTLikeData(AbstractData):
             self.test = (Xte, yte)
         else:
             train, val = (Xtr, ytr), (Xte, yte)
-        self.train = (train[0][:num_train], train[1][:num_train])
-        self.val = (val[0][:num_val], val[1][:num_val])
+        for arg, asked, part, there in (("num_train", self.num_train, "training part", train),
+                                        ("num_val", self.num_val, "validation part", val)):
+            if asked is not None and asked > len(there[0]):
+                which = " (the test set)" if arg == "num_val" and self.val_split is None else ""
+                raise ValueError(f"{arg}={asked}, but the {part}{which} has {len(there[0])} "
+                                 f"images: ask for at most {len(there[0])} (or None for all)")
+        self.train = (train[0][:self.num_train], train[1][:self.num_train])
+        self.val = (val[0][:self.num_val], val[1][:self.num_val])
         if self.val_split is None:
             self.test = self.val  # validation is the test set
         self.mean = self.std = None
@@ -267,7 +289,7 @@ class MNISTLikeData(AbstractData):
     def _read(self, download: bool):
         """Locate (fetch if needed), read and check the four files: two (images, labels)."""
         paths = _locate(self.root, self.name, self.title, download)
-        tensors = {n: _read_idx(paths[n], magic, shape) for n, magic, shape in IDX_FILES}
+        tensors = {n: _read_unpacked(paths[n], magic, shape) for n, magic, shape in IDX_FILES}
         splits = []
         for split in ("train", "t10k"):
             images, labels = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"

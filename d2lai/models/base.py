@@ -61,6 +61,20 @@ class AbstractModel(nn.Module):
         """Figures this kind of model adds to an epoch's (the RNN family: perplexity)."""
         return {}
 
+    # the figures a fit logs for this family: the mean training loss, the validation loss
+    FIGURES = ("train_loss", "val_loss")
+
+    def figure_names(self) -> list[str] | None:
+        """The names of the figures a fit of this model logs each epoch, known before it
+        starts: the family's, then its own `epoch_figures` (found from stand-in values); None
+        when these cannot be found so."""
+        names = list(self.FIGURES)
+        try:
+            own = self.epoch_figures({name: 1.0 for name in names})
+        except Exception:  # figures that need real values: known after the first epoch only
+            return None
+        return names + [k for k in own if k not in names]
+
 
 # The Julia text calls these as functions of the model: `d2lai.forward(model, X)`, ...
 def forward(model: nn.Module, *X: torch.Tensor) -> torch.Tensor:

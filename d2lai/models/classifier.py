@@ -33,6 +33,7 @@ class AbstractClassifier(AbstractModel):
     """
 
     output_kind: str | None = None
+    FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
