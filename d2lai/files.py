@@ -65,17 +65,17 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], object]) -> Pat
     return path
 
 
-def claim(path: str | os.PathLike, what: str, by: str):
-    """Take `path` (a file, or a folder) for this run alone until the returned lock's
+def claim(path: str | os.PathLike, what: str, by: str, folder: bool = False):
+    """Take `path` (a file, or a `folder`) for this run alone until the returned lock's
     `release()`: a path another live run holds, in this process or another, is refused.
 
-    The lock is a file beside `path` (`.NAME.lock`; `.lock` inside a folder), locked by the
-    operating system, so a run that dies, even killed, frees it.
+    The lock is a file beside `path` (`.NAME.lock`; `.lock` inside a folder, made if need
+    be), locked by the operating system, so a run that dies, even killed, frees it.
     """
     from filelock import FileLock, Timeout
 
     path = Path(path)
-    lockfile = path / ".lock" if path.is_dir() else path.with_name(f".{path.name}.lock")
+    lockfile = path / ".lock" if folder else path.with_name(f".{path.name}.lock")
     lockfile.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(lockfile), timeout=0)
     try:

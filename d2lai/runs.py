@@ -256,7 +256,7 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         out = check_output_path(out, "out", folder=True)
         for table in ("runs.json", "runs.csv"):
             check_output_path(out / table, "the sweep's table")
-        lock = claim(out, "out", "sweep")  # held until the sweep ends
+        lock = claim(out, "out", "sweep", folder=True)  # held until the sweep ends
     try:
         return _train_all(runs, build, out, restart, tensorboard, [*callbacks], verbose,
                           trainer_kwargs)

@@ -11,7 +11,7 @@ from conftest import TinyClassifier
 import chapters.batch_norm as chapter
 import d2lai
 from chapters import batch_norm_exercises as ex
-from d2lai.files import write_whole
+from d2lai.files import claim, write_whole
 from d2lai.runs import RunTable, sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -54,7 +54,7 @@ def test_a_fit_refused_at_its_start_leaves_the_file_free(tiny_data, tmp_path):
 
 
 def test_a_sweep_folder_in_use_by_a_running_sweep_is_refused(tiny_data, tmp_path):
-    refused = []
+    refused, tmp_path = [], tmp_path / "new"  # a folder the first sweep makes
 
     class SecondSweep(d2lai.Callback):
         def on_fit_start(self, trainer):
@@ -72,6 +72,16 @@ def test_a_sweep_folder_in_use_by_a_running_sweep_is_refused(tiny_data, tmp_path
                                              d2lai.Descent(s["lr"])), tmp_path, board=False,
                   max_epochs=1)
     assert again.runs() == ["lr=0.1", "lr=0.3"]
+
+
+def test_a_folder_has_one_lock_whether_or_not_it_exists_yet(tmp_path):
+    out = tmp_path / "new"
+    lock = claim(out, "out", "sweep", folder=True)
+    assert out.is_dir()  # made, with its lock inside: a second claim finds the same lock
+    with pytest.raises(RuntimeError, match=rf"out {out} is in use by another sweep"):
+        claim(out, "out", "sweep", folder=True)
+    lock.release()
+    claim(out, "out", "sweep", folder=True).release()
 
 
 def test_temporary_files_have_unique_names_and_go_when_a_write_fails(tmp_path):
