@@ -3,6 +3,8 @@
 A checkpoint holds the model (parameters and buffers), the optimiser's state and rule, the
 history, the epoch and step counts and the random-number state, plus a SHA-256 digest of all of
 it: a damaged file is refused with its name and what is wrong, before the model is touched.
+Since they were added, it also holds what defines the run (`definition`) and the state of the
+callbacks that keep one (`callbacks`); a file without them still loads.
 """
 
 from __future__ import annotations

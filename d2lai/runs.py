@@ -305,8 +305,10 @@ def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool
 def _save(out: Path, records: list[dict], definitions: dict) -> None:
     """runs.json (records and definitions) and runs.csv; one that cannot be written (a full
     disk) is said, and the sweep goes on with the table in memory."""
+    kept = {r["run"] for r in records}
+    defined = {name: d for name, d in definitions.items() if name in kept}
     writes = {"runs.json": lambda path: write_json(path, {"records": records,
-                                                          "definitions": definitions}),
+                                                          "definitions": defined}),
               "runs.csv": lambda path: RunTable(records).to_csv(path)}
     for name, write in writes.items():
         try:

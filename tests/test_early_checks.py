@@ -190,10 +190,11 @@ def test_synthetic_regression_data_refuses_values_that_mean_nothing(kwargs, matc
 def test_more_samples_than_there_are_are_refused_saying_how_many(fashion_root, kwargs, match):
     with pytest.raises(ValueError, match=match):
         d2lai.FashionMNISTData(root=fashion_root, **kwargs)
-    exact = {k: (600 if k == "num_train" else 200) for k in kwargs if k != "val_split"}
-    if "val_split" not in kwargs:
-        data = d2lai.FashionMNISTData(root=fashion_root, **exact)
-        assert len(data.train[0]) + len(data.val[0]) == 600 + 200 - 0 * len(exact)
+    split = kwargs.get("val_split")
+    there = {"num_train": 600 - (split or 0), "num_val": split or 200}  # all there is: fine
+    data = d2lai.FashionMNISTData(root=fashion_root, val_split=split,
+                                  **{k: there[k] for k in kwargs if k != "val_split"})
+    assert (len(data.train[0]), len(data.val[0])) == (there["num_train"], there["num_val"])
 
 
 def test_the_cli_refuses_more_samples_than_there_are(fashion_root, tmp_path):

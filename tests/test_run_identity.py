@@ -133,7 +133,7 @@ def test_the_exercises_go_on_after_ctrl_c_and_restart_starts_over(fashion_root, 
     assert "[3/4] lr=0.5,variant=LeNet: training" in printed
     table = RunTable.from_csv(out / "lr-sweep" / "runs.csv")
     assert table.final().records[:2] == finished.final().records[:2]  # kept as they were
-    assert [r["status"] for r in rows] != [] and len(table.runs()) == 4
+    assert len(rows) == 4 and len(table.runs()) == 4
     ex.main([*argv, "--restart"])
     printed = capsys.readouterr().out
     assert "[1/4] lr=0.1,variant=LeNet: training" in printed and "skipping" not in printed

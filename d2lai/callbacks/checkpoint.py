@@ -18,8 +18,8 @@ logger = logging.getLogger("d2lai")
 __all__ = ["Checkpoint"]
 
 
-# What a resumed run may change: how far it goes (the totals to reach) and, with override_opt,
-# its rule (checked on its own below).
+# What a resumed run may change: how far it goes (the totals to reach); its rule is checked on
+# its own (override_opt), its model by the state's keys and shapes.
 RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model")
 
 
@@ -61,7 +61,9 @@ class Checkpoint(Callback):
         check_output_path(self.path, "checkpoint")
         self.lock = claim(self.path, "checkpoint", "fit")  # held until the fit ends
         try:
-            self.definition, self.saved = run_definition(trainer), None
+            self.definition = run_definition(trainer)
+            if self.owner is not trainer:
+                self.saved = None  # the epoch the file holds, once this run has written one
             if self.owner is trainer or not self.path.exists():
                 if self.resume and self.owner is None:
                     logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
