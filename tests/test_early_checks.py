@@ -92,7 +92,7 @@ def test_a_monitor_of_a_models_or_a_callbacks_own_figure_is_accepted():
             return {"val_rmse": math.sqrt(logs["val_loss"])}
 
     class LearningRate(d2lai.Callback):
-        figures = ("lr",)
+        adds_figures = ("lr",)
 
         def on_train_epoch_end(self, trainer, logs):
             logs["lr"] = trainer.optimizer.param_groups[0]["lr"]
@@ -301,3 +301,18 @@ def test_one_training_sample_with_batch_norm_is_refused_clearly(fashion_root):
     _, metrics = d2lai.Trainer(TinyClassifier(), data, d2lai.Descent(0.1), max_epochs=1,
                                verbose=False).fit()
     assert metrics.epochs == 1
+
+
+def test_a_pytorch_edition_data_module_without_validation_still_trains():
+    from d2lai import torch as d2l
+
+    class NoValidation(d2l.SyntheticRegressionData):
+        def get_dataloader(self, train):
+            return super().get_dataloader(train) if train else None
+
+    d2lai.seed(0)
+    data = NoValidation(w=torch.tensor([2.0, -3.4]), b=4.2)
+    model = d2l.LinearRegression(lr=0.03)
+    trainer = d2l.Trainer(max_epochs=2)
+    trainer.fit(model, data)
+    assert trainer.epoch == 2 and "val_loss" not in trainer.history

@@ -29,12 +29,12 @@ __all__ = ["Callback", "MonitorCallback", "monitor_mode", "fit_figures"]
 class Callback:
     """Hooks the trainer calls at its events; each does nothing unless overridden.
 
-    A callback that adds figures to the epoch's logs names them in `figures`, so that a
+    A callback that adds figures to the epoch's logs names them in `adds_figures`, so that a
     monitor of one of them is known to exist when the fit starts.
     """
 
     order = 50
-    figures: tuple[str, ...] = ()
+    adds_figures: tuple[str, ...] = ()
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
               "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",
@@ -123,9 +123,10 @@ class MonitorCallback(Callback):
 
 def fit_figures(trainer) -> list[str] | None:
     """The figures a fit will log each epoch, before it starts: the model family's
-    (`figure_names`) and the callbacks' (`figures`); None if the model cannot say."""
+    (`figure_names`) and the callbacks' (`adds_figures`); None if the model cannot say."""
     names = getattr(trainer.model, "figure_names", None)
     names = names() if callable(names) else None
     if names is None:
         return None
-    return list(dict.fromkeys([*names, *(f for c in trainer.callbacks for f in c.figures)]))
+    return list(dict.fromkeys([*names, *(f for c in trainer.callbacks
+                                          for f in getattr(c, "adds_figures", ()))]))

@@ -69,6 +69,8 @@ class BatchChecks(Callback):
         named = getattr(trainer.data, "val_dataloader", None)
         with torch.random.fork_rng(devices=[]):
             loader = named() if callable(named) else trainer.data.get_dataloader(train=False)
+            if loader is None:  # a loop that does not validate (the PyTorch edition allows it)
+                return
             batch = next(iter(loader), None)
         if batch is None:
             raise ValueError("the validation set is empty: its data loader gave no batch")
