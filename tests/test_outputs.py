@@ -15,7 +15,7 @@ from d2lai.files import claim, write_whole
 from d2lai.runs import RunTable, sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-QUICK = ["--cpu", "--epochs", "1", "--num-train", "200", "--num-val", "100", "--batchsize", "32"]
+QUICK = ["--cpu", "--epochs", "1", "--num-train", "96", "--num-val", "32", "--batchsize", "32"]
 
 
 def _trainer(data, **kwargs):

@@ -13,7 +13,7 @@ from chapters import batch_norm_exercises as ex
 from d2lai.runs import RunTable, sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-QUICK = ["--cpu", "--num-train", "200", "--num-val", "100", "--batchsize", "32"]
+QUICK = ["--cpu", "--num-train", "96", "--num-val", "32", "--batchsize", "32"]
 
 
 class Fits(d2lai.Callback):
