@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torch import nn
 
-__all__ = ["AbstractModel", "forward", "loss", "training_step", "validation_step"]
+__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "forward", "loss", "training_step",
+           "validation_step"]
 
 
 class AbstractModel(nn.Module):
@@ -60,6 +63,34 @@ class AbstractModel(nn.Module):
     def epoch_figures(self, logs: dict[str, float]) -> dict[str, float]:
         """Figures this kind of model adds to an epoch's (the RNN family: perplexity)."""
         return {}
+
+
+class AbstractConciseModel(AbstractModel):
+    """A model that is a ready-made net (`nn.Sequential`, a torch layer): `Model(net)`, whose
+    forward pass is the net's. Subclasses define `loss`."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"{type(self).__name__} takes its net as a torch.nn.Module (e.g. "
+                            f"nn.Linear(2, 1)), got {type(net).__name__}")
+        self.net = net
+
+
+class Model(AbstractConciseModel):
+    """The Julia package's `Model(net, args)`: a net and its settings (`args`, keyword
+    arguments or a dict, kept as a namespace: `model.args.lr`). Subclass it to give a loss."""
+
+    def __init__(self, net: nn.Module, args=None, **kwargs):
+        super().__init__(net)
+        if isinstance(args, SimpleNamespace):
+            args = vars(args)
+        elif hasattr(args, "_asdict"):  # a namedtuple, Julia's NamedTuple
+            args = args._asdict()
+        elif not isinstance(args, (dict, type(None))):
+            raise TypeError(f"Model's args must be a dict, a namespace or keyword arguments, "
+                            f"got {type(args).__name__}")
+        self.args = SimpleNamespace(**(args or {}), **kwargs)
 
 
 # The Julia text calls these as functions of the model: `d2lai.forward(model, X)`, ...
