@@ -9,6 +9,8 @@ to norm 1. Two ways, on the same data and the same batches:
 
 - bare: the `.train` tensors of the TimeMachine object, a fresh randperm each epoch, batches cut
   by index, forward, the model's own loss, backward, clip, step. Nothing else: the limit.
+- bare + figures: the same, keeping the epoch's mean training loss and accuracy as d2lai does
+  (an argmax over every position's scores each batch): what d2lai's training figures cost.
 - d2lai: `d2lai.fit(Trainer(...))` with validation, log lines, progress bar and board
   (verbose=True), and again with verbose=False; its times per epoch from `trainer.timings`.
 
@@ -61,11 +63,13 @@ def _fresh(name: str, vocab_size: int, num_hiddens: int) -> tuple[nn.Module, tor
 
 
 class BareLoop:
-    """The chapter's training as a bare PyTorch loop, one epoch a call: its times and losses."""
+    """The chapter's training as a bare PyTorch loop, one epoch a call: its times and losses;
+    with `figures`, also the training accuracy of each batch, as d2lai measures it."""
 
     def __init__(self, model: nn.Module, data: d2lai.TimeMachine, gen: torch.Generator,
-                 device: torch.device):
+                 device: torch.device, figures: bool = False):
         self.model, self.device, self.gen = model.to(device), device, gen
+        self.figures = figures
         self.X, self.Y = (t.to(device) for t in data.train)
         self.batchsize = data.batchsize
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
@@ -78,19 +82,22 @@ class BareLoop:
     def epoch(self) -> None:
         model, opt = self.model, self.opt
         model.train()
-        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
         _sync(self.device)
         tic = time.perf_counter()
         for X, Y in self.batches():
-            loss = model.loss(model(X), Y)
+            outputs = model(X)
+            loss = model.loss(outputs, Y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), CLIP)
             opt.step()
-            total += loss.detach() * len(Y)
+            total[0] += loss.detach() * len(Y)
+            if self.figures:
+                total[1] += model.accuracy(outputs.detach(), Y).double() * len(Y)
         _sync(self.device)
         self.times.append(time.perf_counter() - tic)
-        self.losses.append(total.item() / len(self.Y))
+        self.losses.append(total[0].item() / len(self.Y))
 
     @torch.no_grad()
     def val_ppl(self, data: d2lai.TimeMachine) -> float:
@@ -104,46 +111,50 @@ class BareLoop:
 
 
 def fit_beside(name: str, data: d2lai.TimeMachine, args: argparse.Namespace, verbose: bool,
-               bare: BareLoop, board: Path, device: torch.device) -> tuple[Trainer, nn.Module]:
-    """`d2lai.fit` a fresh model as the chapter does; after each epoch, one bare epoch."""
+               beside: list[BareLoop], board: Path, device: torch.device
+               ) -> tuple[Trainer, nn.Module]:
+    """`d2lai.fit` a fresh model as the chapter does; after each epoch, one epoch of each loop
+    beside it."""
     model, _ = _fresh(name, len(data.vocab), args.num_hiddens)
     trainer = Trainer(model, data, Descent(LR), max_epochs=1 + args.epochs,
                       gpu=device.type == "cuda", gradient_clip_val=CLIP,
                       board_yscale="identity", verbose=verbose, board_path=board,
-                      callbacks=[StepBeside([bare])])
+                      callbacks=[StepBeside(beside)])
     model, _ = d2lai.fit(trainer)
     return trainer, model
 
 
 def bench_model(name: str, data: d2lai.TimeMachine, args: argparse.Namespace,
                 device: torch.device, tmp: Path) -> dict:
-    """Two fits of one model, each in lockstep with a bare loop; figures, ratios, perplexities."""
+    """Two fits of one model, each in lockstep with bare loops; figures, ratios, perplexities."""
     n, n_val = len(data.train[0]), len(data.val[0])
     res, ratios, ratios_min, diffs, ppl = {}, {}, {}, {}, {}
     for tag, verbose in (("verbose", True), ("quiet", False)):
-        bare = _bare(name, data, args, device)
-        print(f"{name}: d2lai verbose={verbose}, beside it bare", file=sys.stderr)
-        trainer, model = fit_beside(name, data, args, verbose, bare, tmp / f"{name}-{tag}.png",
-                                    device)
+        loops = {f"bare_beside_{tag}": _bare(name, data, args, device)}
+        if verbose:
+            loops["bare_figures"] = _bare(name, data, args, device, figures=True)
+        print(f"{name}: d2lai verbose={verbose}, beside it {', '.join(loops)}", file=sys.stderr)
+        trainer, model = fit_beside(name, data, args, verbose, list(loops.values()),
+                                    tmp / f"{name}-{tag}.png", device)
         t = trainer.timings
-        res[f"bare_beside_{tag}"] = figures(bare.times[1:], n)
         res[f"d2lai_{tag}"] = figures(t["train_s"][1:], n, t["val_s"][1:], n_val)
-        for key, stat in ((ratios, "train_s_per_epoch"), (ratios_min, "train_s_min")):
-            key[f"d2lai_{tag}/bare"] = (res[f"d2lai_{tag}"][stat]
-                                        / res[f"bare_beside_{tag}"][stat])
-        diffs[f"d2lai_{tag}"] = max_weight_diff(model, bare.model)
+        for key, loop in loops.items():
+            res[key] = figures(loop.times[1:], n)
+            pair = f"d2lai_{tag}/{'bare' if key.startswith('bare_beside') else key}"
+            ratios[pair] = res[f"d2lai_{tag}"]["train_s_per_epoch"] / res[key]["train_s_per_epoch"]
+            ratios_min[pair] = res[f"d2lai_{tag}"]["train_s_min"] / res[key]["train_s_min"]
+            diffs[f"d2lai_{tag} vs {key}"] = max_weight_diff(model, loop.model)
+            ppl[key] = {"train_ppl": math.exp(loop.losses[-1]), "val_ppl": loop.val_ppl(data)}
         ppl[f"d2lai_{tag}"] = {"train_ppl": trainer.history["train_ppl"][-1],
                                "val_ppl": trainer.history["val_ppl"][-1]}
-        ppl[f"bare_beside_{tag}"] = {"train_ppl": math.exp(bare.losses[-1]),
-                                     "val_ppl": bare.val_ppl(data)}
     return {**res, "ratios": ratios, "ratios_of_min": ratios_min,
             "max_weight_diff_vs_bare": diffs, "perplexity": ppl}
 
 
-def _bare(name: str, data: d2lai.TimeMachine, args: argparse.Namespace,
-          device: torch.device) -> BareLoop:
+def _bare(name: str, data: d2lai.TimeMachine, args: argparse.Namespace, device: torch.device,
+          figures: bool = False) -> BareLoop:
     model, gen = _fresh(name, len(data.vocab), args.num_hiddens)
-    return BareLoop(model, data, gen, device)
+    return BareLoop(model, data, gen, device, figures)
 
 
 def find_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
@@ -165,27 +176,28 @@ def check_targets(results: dict) -> dict:
     return held
 
 
-LABELS = {"bare_beside_verbose": "bare", "d2lai_verbose": "d2lai verbose=True",
-          "bare_beside_quiet": "bare", "d2lai_quiet": "d2lai verbose=False"}
+LABELS = {"bare_beside_verbose": "bare", "bare_figures": "bare + figures",
+          "d2lai_verbose": "d2lai verbose=True", "bare_beside_quiet": "bare",
+          "d2lai_quiet": "d2lai verbose=False"}
 
 
 def print_table(report: dict) -> None:
     """The figures of every configuration, the ratios, the perplexities and the targets."""
     print("\ntrain s/ep: median seconds per training epoch (fastest: the least disturbed one).\n"
-          "ratio: d2lai's training time to that of the bare loop it ran in lockstep with, just "
-          "above it (of medians, of fastest epochs)")
+          "ratio: d2lai's training time to that of the loops it ran in lockstep with, just above "
+          "it (of medians, of fastest epochs)")
     print(f"{'model':<9}{'configuration':<21}{'windows/s':>10}{'train s/ep':>11}{'fastest':>8}"
           f"{'val s/ep':>9}{'ratio':>7}{'fastest':>8}{'train ppl':>10}{'val ppl':>8}")
     for name, res in report["results"].items():
         for key, label in LABELS.items():
             fig, ppl = res[key], res["perplexity"][key]
             val = f"{fig['val_s_per_epoch']:>9.3f}" if "val_s_per_epoch" in fig else f"{'':>9}"
-            pair = f"{key}/bare"
-            ratio = (f"{res['ratios'][pair]:>7.3f}{res['ratios_of_min'][pair]:>8.3f}"
-                     if pair in res["ratios"] else f"{'':>15}")
             print(f"{name:<9}{label:<21}{fig['samples_per_s']:>10.0f}"
-                  f"{fig['train_s_per_epoch']:>11.3f}{fig['train_s_min']:>8.3f}{val}{ratio}"
+                  f"{fig['train_s_per_epoch']:>11.3f}{fig['train_s_min']:>8.3f}{val}{'':>15}"
                   f"{ppl['train_ppl']:>10.3f}{ppl['val_ppl']:>8.3f}")
+            for pair in (p for p in res["ratios"] if p.startswith(f"{key}/")):
+                print(f"{'':<9}{'  ' + pair:<59}{res['ratios'][pair]:>7.3f}"
+                      f"{res['ratios_of_min'][pair]:>8.3f}")
     print("\ntargets:")
     for key, t in report["targets"].items():
         print(f"  {key:<30} {t['worst']:>8.3f}  {'held' if t['held'] else 'MISSED'}")

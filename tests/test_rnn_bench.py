@@ -17,12 +17,14 @@ def test_rnn_speed_writes_the_table_and_the_json(tmp_path, capsys, one_thread):
     assert set(report) == {"machine", "settings", "results", "targets"}
     assert report["settings"]["num_train"] == 128 and report["settings"]["data"] == "generated"
     res = report["results"]["scratch"]
-    for key in ("bare_beside_verbose", "d2lai_verbose", "bare_beside_quiet", "d2lai_quiet"):
+    for key in ("bare_beside_verbose", "bare_figures", "d2lai_verbose", "bare_beside_quiet",
+                "d2lai_quiet"):
         assert len(res[key]["train_s_epochs"]) == 1  # the warm-up epoch is dropped
         assert res[key]["samples_per_s"] > 0
         ppl = res["perplexity"][key]
         assert 1 < ppl["val_ppl"] < 40 and 1 < ppl["train_ppl"] < 40
-    assert set(res["ratios"]) == {"d2lai_verbose/bare", "d2lai_quiet/bare"}
+    assert set(res["ratios"]) == {"d2lai_verbose/bare", "d2lai_verbose/bare_figures",
+                                  "d2lai_quiet/bare"}
     assert all(r > 0 for r in res["ratios"].values())
     # the bare loop is the same training: same batches, same weights, same perplexities
     assert all(d < 1e-5 for d in res["max_weight_diff_vs_bare"].values())
@@ -31,5 +33,5 @@ def test_rnn_speed_writes_the_table_and_the_json(tmp_path, capsys, one_thread):
             res["perplexity"]["bare_beside_verbose"][figure], rel=1e-5)
     assert all(isinstance(t["held"], bool) for t in report["targets"].values())
     lines = [line for line in printed.splitlines() if line.startswith("scratch")]
-    assert len(lines) == 4 and "d2lai verbose=False" in lines[3]
+    assert len(lines) == 5 and "bare + figures" in lines[1] and "d2lai verbose=False" in lines[4]
     assert "d2lai_verbose/bare <= 1.10" in printed
