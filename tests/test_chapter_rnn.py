@@ -103,3 +103,14 @@ def test_missing_empty_or_too_short_text_stops_before_training(tmp_path, capsys)
                                          r"windows asked"):
         chapter.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "Train Loss" not in capsys.readouterr().err
+
+
+def test_ctrl_c_in_the_first_model_skips_the_second(tm_root, tmp_path, monkeypatch):
+    def interrupted(self, batch):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chapter.RNNLMScratch, "training_step", interrupted)
+    results = chapter.main(["--data-root", str(tm_root), "--out", str(tmp_path), *SMALL])
+    assert list(results) == ["scratch"]
+    assert results["scratch"]["metrics"]["interrupted"] is True
+    assert results["scratch"]["prediction"].startswith("it has")  # what was trained, shown
