@@ -3,6 +3,8 @@
 from .board import ProgressBoard, draw, save_gif, save_plot
 from .callbacks import Callback, EarlyStopping
 from .data import (
+    DATA_HUB,
+    DATA_URL,
     AbstractData,
     FashionMNISTData,
     MNISTData,
@@ -13,6 +15,9 @@ from .data import (
     TimeMachine,
     Vocab,
     build,
+    download,
+    download_extract,
+    extract,
     get_dataloader,
     show_list_len_pair_hist,
     to_tokens,
@@ -107,6 +112,11 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
+    "DATA_HUB",
+    "DATA_URL",
+    "download",
+    "download_extract",
+    "extract",
     "AbstractClassifier",
     "AbstractConciseModel",
     "AbstractData",

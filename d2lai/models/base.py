@@ -12,7 +12,13 @@ __all__ = ["AbstractModel", "AbstractConciseModel", "Model", "forward", "loss", 
 
 
 class AbstractModel(nn.Module):
-    """A model that knows its loss. Subclasses set `self.net` (or override `forward`) and `loss`."""
+    """A model that knows its loss. Subclasses set `self.net` (or override `forward`) and `loss`.
+
+    `train_accuracy` says whether the trainer scores the training batches too (when the model
+    has an `accuracy`); a family whose figure is something else turns it off.
+    """
+
+    train_accuracy = True
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.net(X)
