@@ -154,13 +154,13 @@ def mean_over_ranks(figures: dict[str, float], n: int,
                     device: torch.device | str = "cpu") -> dict[str, float]:
     """Figures that are means over this rank's `n` samples -> the means over every rank's
     samples (what one process reports). Every rank must hold the same figure names."""
-    if not _in_group() or not figures:
+    names = sorted(k for k, v in figures.items() if v is not None)
+    if not _in_group() or not names:
         return dict(figures)
-    names = sorted(figures)
     sums = torch.tensor([figures[k] * n for k in names] + [n], dtype=torch.float64,
                         device=device)
     *sums, total = sum_over_ranks(sums).tolist()
-    return {k: s / total for k, s in zip(names, sums, strict=True)}
+    return figures | {k: s / total for k, s in zip(names, sums, strict=True)}
 
 
 def from_main(compute):

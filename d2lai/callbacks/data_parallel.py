@@ -54,6 +54,7 @@ class DataParallel(Callback):
         check_data_parallel(trainer)
         distributed.start(trainer.device)
         self.seed, self.failed = distributed.shared_seed(trainer.seed), False
+        trainer.ddp = None  # wrapped afresh at the first batch of each fit, where the model is
 
     def on_train_start(self, trainer, loader) -> None:
         self.loader = _shard(loader, self.seed + trainer.epoch, trainer.epoch)
