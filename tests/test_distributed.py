@@ -216,7 +216,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("scenario, timeout_s", [("killed", 20), ("interrupted", 20),
-                                                ("hung", 4)])
+                                                ("hung", 5)])
 def test_a_lost_rank_stops_the_other_with_a_clear_error(tmp_path, scenario, timeout_s):
     """Started as torchrun would (but without it, which would stop the other rank itself)."""
     port = _free_port()
@@ -241,10 +241,11 @@ def test_a_lost_rank_stops_the_other_with_a_clear_error(tmp_path, scenario, time
     assert "Timed out" in err0 if scenario == "hung" else "Connection" in err0
     if scenario == "interrupted":  # the interrupted rank ended its fit as one process does
         assert ranks[1].returncode == 0 and "interrupted: True" in out1
-    waited = ended - stopped  # rank 1 stopped at `stopped`; rank 0 gave up after:
-    assert waited < timeout_s + 5, f"rank 0 waited {waited:.1f} s"
-    if scenario == "hung":
-        assert waited > timeout_s - 0.5
+    waited = ended - stopped  # from rank 1's stop to rank 0's exit (rank 0 may have entered
+    if scenario == "hung":     # its collective a little before rank 1 stopped answering)
+        assert timeout_s - 2 < waited < timeout_s + 10, f"rank 0 waited {waited:.1f} s"
+    else:  # a closed connection: no waiting for the timeout
+        assert waited < timeout_s, f"rank 0 waited {waited:.1f} s"
 
 
 # --- bad input: clear errors before training, in one process with torchrun's environment --------
