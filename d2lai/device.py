@@ -14,12 +14,15 @@ _warned_no_cuda = False
 
 
 def get_device(gpu: bool = False) -> torch.device:
-    """The CUDA device if `gpu` and present, else the CPU (warning once a process)."""
+    """The CUDA device if `gpu` and present, else the CPU (warning once a process). Under
+    torchrun, each rank's own GPU (an error if there are fewer GPUs than ranks)."""
     global _warned_no_cuda
     if not gpu:
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        from . import distributed
+
+        return distributed.gpu_of_this_rank() if distributed.launched() else torch.device("cuda")
     if not _warned_no_cuda:
         _warned_no_cuda = True
         warnings.warn("gpu=True but PyTorch sees no CUDA device: training on the CPU instead",

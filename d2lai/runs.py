@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from .board import check_plot_path
 from .callbacks import Callback
 from .device import seed as seed_all
+from .distributed import is_main_process
 from .files import check_output_path, write_json, write_whole
 from .trainer import Metrics, Trainer
 
@@ -251,10 +252,10 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
     records, done = [], set()
     if out is not None:
         out = check_output_path(out, "out", folder=True)
-        if restart:
+        if restart and is_main_process():  # under torchrun, rank 0 alone writes
             for file in (out / "runs.json", out / "runs.csv"):
                 file.unlink(missing_ok=True)
-        records = _finished(out)
+        records = [] if restart else _finished(out)
         done = {r["run"] for r in records}
         skipped = sum(name in done for name in names)
         if skipped:
@@ -264,14 +265,15 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         if run.name in done:
             continue
         print(f"[{i}/{len(runs)}] {run.name}: training")
-        logdir = out / "tensorboard" / _folder(run.name) if tensorboard else None
+        logdir = (out / "tensorboard" / _folder(run.name) if tensorboard and is_main_process()
+                  else None)
         if logdir is not None and logdir.exists():
             shutil.rmtree(logdir)  # an earlier, unfinished try of this run
         recorder = _Recorder(run, logdir)
         _, metrics = _train(run, build, [*callbacks], recorder, verbose, trainer_kwargs)
         records += recorder.records
         print(f"[{i}/{len(runs)}] {run.name}: {_outcome(recorder.records)}")
-        if out is not None:
+        if out is not None and is_main_process():
             RunTable(records).to_json(out / "runs.json")
             RunTable(records).to_csv(out / "runs.csv")
         if metrics.interrupted:

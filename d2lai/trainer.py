@@ -18,18 +18,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from . import checks
+from . import checks, distributed
 from .board import ProgressBoard, check_scale
 from .callbacks import (
     BatchChecks,
     Callback,
     Checkpoint,
+    DataParallel,
     Diverged,
     DivergenceWatch,
     DrawBoard,
     EpochLog,
     MonitorCallback,
     ProgressBar,
+    ReduceFigures,
     TrainFigures,
 )
 from .device import check_seed, get_device, seed
@@ -84,15 +86,18 @@ class Trainer:
         self.monitor = monitors[0].monitor if monitors else None  # None: val_acc, else val_loss
         self.board = ProgressBoard("epoch", yscale=check_scale("board_yscale", board_yscale),
                                    title=type(model).__name__) if board else None
-        own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(), EpochLog(),
-               *([ProgressBar()] if verbose else []),
+        main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and draws
+        own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(),
+               *([EpochLog()] if main else []), *([ProgressBar()] if verbose and main else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
-               *([DrawBoard(self.board, board_path)] if board else [])]
+               *([DrawBoard(self.board, board_path)] if board and main else []),
+               *([DataParallel(), ReduceFigures()] if distributed.launched() else [])]
         self.callbacks = sorted([*own, *callbacks], key=lambda c: c.order)  # stable: ties keep
         self.history: dict[str, list[float]] = {}
         self.timings: dict[str, list[float]] = {"train_s": [], "val_s": []}
         self.epoch = self.steps = 0  # completed epochs and optimiser steps, over all fits
         self.optimizer, self.should_stop, self._fits = None, False, 0
+        self.ddp = None  # under torchrun, the training step in DistributedDataParallel
 
     @property
     def gradient_clip_val(self) -> float:
@@ -142,7 +147,7 @@ class Trainer:
         (the mean training loss and, for a classifier, accuracy)."""
         self.model.train()
         for batch in self.batches(train=True):
-            loss = self.model.training_step(batch)  # forward and loss
+            loss = self.training_step(batch)  # the model's forward and loss
             self.emit("on_loss", batch, loss)
             self.optimizer.zero_grad()
             loss.backward()
@@ -157,6 +162,11 @@ class Trainer:
         logs = {}
         self.emit("on_train_epoch_end", logs)
         return logs
+
+    def training_step(self, batch):
+        """The model's training step; under torchrun through DistributedDataParallel, so that
+        backward combines the gradients of all ranks (see `d2lai.distributed`)."""
+        return self.model.training_step(batch) if self.ddp is None else self.ddp(batch)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

@@ -5,12 +5,14 @@ from .base import Callback, MonitorCallback, monitor_mode
 from .batch_checks import BatchChecks
 from .board import DrawBoard
 from .checkpoint import Checkpoint
+from .data_parallel import DataParallel
 from .divergence import Diverged, DivergenceWatch
 from .early_stopping import EarlyStopping
 from .epoch_log import EpochLog
 from .progress import ProgressBar
+from .reduce_figures import ReduceFigures
 from .train_figures import TrainFigures
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
-           "Diverged", "DivergenceWatch", "DrawBoard", "EarlyStopping", "EpochLog",
-           "ProgressBar", "TrainFigures"]
+           "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard", "EarlyStopping",
+           "EpochLog", "ProgressBar", "ReduceFigures", "TrainFigures"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..checkpoint import check_model_state, load_checkpoint, save_checkpoint
 from ..device import rng_state, set_rng_state
+from ..distributed import from_main, is_main_process
 from ..files import check_output_path
 from ..optim import describe_opt, opt_text
 from .base import Callback
@@ -28,7 +29,8 @@ class Checkpoint(Callback):
     A new run refuses to overwrite another run's checkpoint. Resuming with another optimiser
     rule (type or hyperparameters) than the one saved is an error unless `override_opt`: then
     the new rule's hyperparameters apply from here on (its state is kept when the type is the
-    same, and starts afresh when it is not).
+    same, and starts afresh when it is not). Under torchrun, rank 0 writes the file and every
+    rank resumes from rank 0's copy.
     """
 
     order = 80
@@ -39,7 +41,8 @@ class Checkpoint(Callback):
 
     def on_fit_start(self, trainer) -> None:
         check_output_path(self.path, "checkpoint")
-        if self.owner is trainer or not self.path.exists():
+        exists = from_main(self.path.exists)  # under torchrun, rank 0's file serves every rank
+        if self.owner is trainer or not exists:
             if self.resume and self.owner is None:
                 logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
             self.owner = trainer
@@ -49,7 +52,7 @@ class Checkpoint(Callback):
                 f"checkpoint {self.path} already exists, from another run. Pass resume=True "
                 f"to continue that run, or delete the file (or choose another path) to start "
                 f"over.")
-        self.restore(trainer, load_checkpoint(self.path))
+        self.restore(trainer, from_main(lambda: load_checkpoint(self.path)))
         self.owner = trainer
 
     def restore(self, trainer, state: dict) -> None:
@@ -83,6 +86,8 @@ class Checkpoint(Callback):
         logger.info("resuming from %s after epoch %d", self.path, state["epoch"])
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        if not is_main_process():  # under torchrun, rank 0 alone writes
+            return
         optimizer = trainer.optimizer
         save_checkpoint(self.path, {
             "epoch": epoch, "steps": trainer.steps, "model": trainer.model.state_dict(),

@@ -8,6 +8,7 @@ import logging
 import torch
 
 from ..checks import one_of
+from ..distributed import any_rank
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
@@ -69,7 +70,7 @@ class DivergenceWatch(Callback):
         """Stop at the first non-finite loss not yet looked at (one sync)."""
         if self.pending == 0:
             return
-        bad = (~torch.isfinite(self.window[:self.pending])).nonzero()
+        bad = any_rank(~torch.isfinite(self.window[:self.pending])).nonzero()  # alike on all ranks
         if len(bad) == 0:
             self.pending = 0
             return

@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import board as _board
 from .. import data as _data
+from .. import distributed as _distributed
 from .. import models as _model
 from .. import trainer as _trainer
 
@@ -629,7 +630,8 @@ class Trainer(HyperParameters, _trainer.Trainer):
     `fit` runs d2lai's training loop; `prepare_data`, `prepare_model`, `prepare_batch`,
     `fit_epoch` and `clip_gradients` can be replaced (`@d2l.add_to_class(d2l.Trainer)`) as the
     edition's chapters do. After `fit`, `trainer.metrics` holds the figures of the run (whole
-    validation set), the model is on the training device and the data back on the CPU.
+    validation set), the model is on the training device and the data back on the CPU. Under
+    torchrun it trains data-parallel, each rank on one GPU (`num_gpus > 0`) or on the CPU.
     """
 
     _batch_offset = 0
@@ -640,6 +642,8 @@ class Trainer(HyperParameters, _trainer.Trainer):
         _positive("num_gpus", num_gpus, integer=True, zero=True)
         _positive("gradient_clip_val", gradient_clip_val, zero=True)
         self.gpus = [gpu(i) for i in range(min(num_gpus, torch.cuda.device_count()))]
+        if self.gpus and _distributed.launched():  # under torchrun, each rank its own GPU
+            self.gpus = [_distributed.gpu_of_this_rank()]
 
     @property
     def train_batch_idx(self) -> int:
