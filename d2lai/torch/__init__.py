@@ -354,10 +354,9 @@ class Classifier(Module, _model.AbstractClassifier):
 
 
 def init_cnn(module: nn.Module) -> None:
-    """Xavier-uniform weights for `nn.Linear` and `nn.Conv2d` layers (use with `apply_init`)."""
-    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
-        raise ValueError(f"init_cnn: {type(module).__name__} has no shape yet; run a forward "
-                         f"pass first, e.g. model.apply_init([X], d2l.init_cnn)")
+    """Xavier-uniform weights for `nn.Linear` and `nn.Conv2d` layers (use with `apply_init`).
+    Lazy layers without a shape yet are left alone, as the edition's constructors apply it
+    before the first forward pass; `apply_init` runs that pass, then initialises."""
     if type(module) in (nn.Linear, nn.Conv2d):
         nn.init.xavier_uniform_(module.weight)
 
