@@ -122,8 +122,9 @@ def try_gpu(i: int = 0) -> torch.device:
 
 
 def try_all_gpus() -> list[torch.device]:
-    """Every GPU, or `[cpu()]` when there is none (as the edition documents it)."""
-    return [gpu(i) for i in range(num_gpus())] or [cpu()]
+    """Every GPU, or `[cpu()]` when there is none (as the edition documents it); asking the
+    list for a device past its end says how many GPUs that needs (`Devices`)."""
+    return multigpu.Devices([gpu(i) for i in range(num_gpus())] or [cpu()])
 
 
 # --- the board -----------------------------------------------------------------------------------
@@ -874,3 +875,13 @@ def __getattr__(name: str):
 
         return pyplot
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- the edition's function-style utilities, the optimisation and multi-GPU chapters ------------
+
+from . import multigpu, optimization, utils  # noqa: E402
+from .multigpu import *  # noqa: E402, F403 (Devices, split_batch, resnet18)
+from .optimization import *  # noqa: E402, F403 (train_2d, get_data_ch11, train_ch11, ...)
+from .utils import *  # noqa: E402, F403 (Timer, Accumulator, Animator, load_array, ...)
+
+__all__ += utils.__all__ + optimization.__all__ + multigpu.__all__
