@@ -76,6 +76,11 @@ def test_animator_keeps_points_skips_none_and_draws_headless(tmp_path):
     one = d2l.Animator(nrows=1, ncols=2)
     one.add(1, 0.5)  # a single value is one curve
     assert one.Y == [[0.5]] and len(one.axes) == 2
+    five = d2l.Animator()  # more curves than formats: the formats repeat
+    five.add(0, [1.0, 2.0, 3.0, 4.0, 5.0])
+    lines = five.axes[0].lines
+    assert len(lines) == 5 and lines[4].get_linestyle() == lines[0].get_linestyle() == "-"
+    assert lines[1].get_linestyle() == "--" and lines[1].get_color() == "m"
 
 
 def test_check_shape_and_check_len():

@@ -153,8 +153,8 @@ class Animator:
                 self.Y[i].append(b)
         ax = self.axes[0]
         ax.cla()
-        for xs_i, ys_i, fmt in zip(self.X, self.Y, self.fmts, strict=False):
-            ax.plot(xs_i, ys_i, fmt)
+        for i, (xs_i, ys_i) in enumerate(zip(self.X, self.Y, strict=True)):
+            ax.plot(xs_i, ys_i, self.fmts[i % len(self.fmts)])
         self.config_axes()
         if _board._in_notebook():
             from IPython import display
