@@ -1,6 +1,8 @@
 """The computational-performance chapter's helpers: `Benchmark`, the device list that says how
 many GPUs a cell needs, `split_batch` (on CPU devices too) and the small ResNet-18."""
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -116,3 +118,17 @@ def test_resnet18_trains_on_the_cpu_as_the_concise_chapter_sets_it_up(one_thread
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[2] < losses[1] < losses[0]
+
+
+def test_try_gpu_warns_when_code_asks_for_a_gpu_that_is_not_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # GPU 0 exists: no warning
+        assert d2l.try_gpu(0) == d2l.gpu(0)
+    with pytest.warns(UserWarning, match=r"try_gpu\(1\): code that asks for GPU 1 needs 2 GPUs "
+                                         r"and PyTorch sees 1: using the CPU instead"):
+        assert d2l.try_gpu(1) == d2l.cpu()
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the usual fallback of the single-device chapters
+        assert d2l.try_gpu() == d2l.cpu()

@@ -116,9 +116,15 @@ def num_gpus() -> int:
 
 
 def try_gpu(i: int = 0) -> torch.device:
-    """`gpu(i)` if it exists, else `cpu()`."""
+    """`gpu(i)` if it exists, else `cpu()`; falling back for i >= 1 warns that code asking for
+    GPU i needs i + 1 GPUs (the multi-GPU chapters' cells), saying how many there are."""
     _positive("i", i, integer=True, zero=True)
-    return gpu(i) if num_gpus() >= i + 1 else cpu()
+    if num_gpus() >= i + 1:
+        return gpu(i)
+    if i >= 1:
+        warnings.warn(f"try_gpu({i}): code that asks for GPU {i} needs {i + 1} GPUs and PyTorch "
+                      f"sees {num_gpus()}: using the CPU instead", UserWarning, stacklevel=2)
+    return cpu()
 
 
 def try_all_gpus() -> list[torch.device]:
