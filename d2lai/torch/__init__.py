@@ -117,14 +117,21 @@ def num_gpus() -> int:
 
 
 def try_gpu(i: int = 0) -> torch.device:
-    """`gpu(i)` if it exists, else `cpu()`."""
+    """`gpu(i)` if it exists, else `cpu()`; falling back for i >= 1 warns that code asking for
+    GPU i needs i + 1 GPUs (the multi-GPU chapters' cells), saying how many there are."""
     _positive("i", i, integer=True, zero=True)
-    return gpu(i) if num_gpus() >= i + 1 else cpu()
+    if num_gpus() >= i + 1:
+        return gpu(i)
+    if i >= 1:
+        warnings.warn(f"try_gpu({i}): code that asks for GPU {i} needs {i + 1} GPUs and PyTorch "
+                      f"sees {num_gpus()}: using the CPU instead", UserWarning, stacklevel=2)
+    return cpu()
 
 
 def try_all_gpus() -> list[torch.device]:
-    """Every GPU, or `[cpu()]` when there is none (as the edition documents it)."""
-    return [gpu(i) for i in range(num_gpus())] or [cpu()]
+    """Every GPU, or `[cpu()]` when there is none (as the edition documents it); asking the
+    list for a device past its end says how many GPUs that needs (`Devices`)."""
+    return multigpu.Devices([gpu(i) for i in range(num_gpus())] or [cpu()])
 
 
 # --- the board -----------------------------------------------------------------------------------
@@ -355,10 +362,9 @@ class Classifier(Module, _model.AbstractClassifier):
 
 
 def init_cnn(module: nn.Module) -> None:
-    """Xavier-uniform weights for `nn.Linear` and `nn.Conv2d` layers (use with `apply_init`)."""
-    if isinstance(module, nn.modules.lazy.LazyModuleMixin) and module.has_uninitialized_params():
-        raise ValueError(f"init_cnn: {type(module).__name__} has no shape yet; run a forward "
-                         f"pass first, e.g. model.apply_init([X], d2l.init_cnn)")
+    """Xavier-uniform weights for `nn.Linear` and `nn.Conv2d` layers (use with `apply_init`).
+    Lazy layers without a shape yet are left alone, as the edition's constructors apply it
+    before the first forward pass; `apply_init` runs that pass, then initialises."""
     if type(module) in (nn.Linear, nn.Conv2d):
         nn.init.xavier_uniform_(module.weight)
 
@@ -879,3 +885,13 @@ def __getattr__(name: str):
 
         return pyplot
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- the edition's function-style utilities, the optimisation and multi-GPU chapters ------------
+
+from . import multigpu, optimization, utils  # noqa: E402
+from .multigpu import *  # noqa: E402, F403 (Devices, split_batch, resnet18)
+from .optimization import *  # noqa: E402, F403 (train_2d, get_data_ch11, train_ch11, ...)
+from .utils import *  # noqa: E402, F403 (Timer, Accumulator, Animator, load_array, ...)
+
+__all__ += utils.__all__ + optimization.__all__ + multigpu.__all__
