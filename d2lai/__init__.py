@@ -34,7 +34,7 @@ from .julia import (
     prepare_model,
     to_gpu,
 )
-from .layers import Parallel, concat_channels
+from .layers import Parallel, concat_channels, corr2d
 from .models import (
     AbstractClassifier,
     AbstractConciseModel,
@@ -101,15 +101,6 @@ from .trainer import Metrics, Trainer, fit
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str):
-    """`d2lai.corr2d`: the one 2-D cross-correlation, `d2lai.torch.corr2d`, loaded on first use
-    (so that `import d2lai` does not load the PyTorch edition's layer)."""
-    if name == "corr2d":
-        from .torch import corr2d
-
-        return corr2d
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DATA_HUB",

@@ -1,4 +1,5 @@
-"""Layers Flux has and torch lacks: `Parallel`, the branches of GoogLeNet's and ResNet's blocks.
+"""Layers Flux has and torch lacks: `Parallel`, the branches of GoogLeNet's and ResNet's blocks;
+and `corr2d`, the cross-correlation the convolution chapter starts from.
 
 `Parallel(connection, layers...)` passes its input through each layer and joins the outputs
 with `connection`: `Parallel(torch.add, body, nn.Identity())` is a residual connection,
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-__all__ = ["Parallel", "concat_channels"]
+__all__ = ["Parallel", "concat_channels", "corr2d"]
 
 # Two-argument joins that Julia writes as n-ary functions (`+`, `*`, `max`): folded over the
 # outputs, so that Parallel(torch.add, a, b, c) gives a(x) + b(x) + c(x) as Flux's Parallel(+, ...).
@@ -85,3 +86,13 @@ class _Function(nn.Module):
 
     def extra_repr(self) -> str:
         return getattr(self.fn, "__name__", repr(self.fn))
+
+
+def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """2-D cross-correlation of `X` with kernel `K` (no padding, stride 1), as float32."""
+    h, w = K.shape
+    if X.ndim != 2 or X.shape[0] < h or X.shape[1] < w:
+        raise ValueError(f"corr2d takes a 2-D X at least as large as K {tuple(K.shape)}, got "
+                         f"shape {tuple(X.shape)}")
+    windows = X.unfold(0, h, 1).unfold(1, w, 1)  # (rows, cols, h, w)
+    return (windows * K).sum(dim=(-2, -1)).float()

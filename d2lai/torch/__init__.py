@@ -31,6 +31,7 @@ from .. import data as _data
 from .. import distributed as _distributed
 from .. import models as _model
 from .. import trainer as _trainer
+from ..layers import corr2d
 
 __all__ = [
     "HyperParameters", "add_to_class", "ProgressBoard", "Module", "Classifier", "DataModule",
@@ -509,16 +510,6 @@ class ResNeXtBlock(nn.Module):
         Y = F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(X))))))
         Y = self.bn3(self.conv3(Y))
         return F.relu(Y + (self.bn4(self.conv4(X)) if self.conv4 is not None else X))
-
-
-def corr2d(X: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
-    """2-D cross-correlation of `X` with kernel `K` (no padding, stride 1), as float32."""
-    h, w = K.shape
-    if X.ndim != 2 or X.shape[0] < h or X.shape[1] < w:
-        raise ValueError(f"corr2d takes a 2-D X at least as large as K {tuple(K.shape)}, got "
-                         f"shape {tuple(X.shape)}")
-    windows = X.unfold(0, h, 1).unfold(1, w, 1)  # (rows, cols, h, w)
-    return (windows * K).sum(dim=(-2, -1)).float()
 
 
 # --- data ----------------------------------------------------------------------------------------

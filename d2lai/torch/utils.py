@@ -156,7 +156,7 @@ class Animator:
         for i, (xs_i, ys_i) in enumerate(zip(self.X, self.Y, strict=True)):
             ax.plot(xs_i, ys_i, self.fmts[i % len(self.fmts)])
         self.config_axes()
-        if _board._in_notebook():
+        if _board.in_notebook():
             from IPython import display
 
             display.display(self.fig)
