@@ -1,21 +1,42 @@
-"""What every chapter's command line shares: the flags, their checks, loading the data set.
+"""What every chapter's command line shares: the flags, their checks, loading the data set,
+where the output goes and how the program ends.
 
-A chapter module holds the chapter; its `main` builds its parser on `common_flags` and loads
-its data with `load_data`, so each chapter takes the same flags and refuses bad ones the same
-way, before anything is trained.
+A chapter module holds the chapter; its `main` builds its parser on `common_flags` (with
+`HelpFormatter`, so `--help` shows the defaults) and loads its data with `load_data`, so each
+chapter takes the same flags and refuses bad ones the same way, before anything is trained.
+Its `if __name__ == "__main__"` line is `run(main)`:
+
+- the whole story of a run goes to standard output, in order: the epoch lines (the `d2lai`
+  logger), the tables and the notes, so that `python -m chapters.batch_norm > run.log` keeps
+  it all; progress bars go to standard error, and only when it is a terminal; errors go to
+  standard error;
+- `--log FILE` also writes that story to FILE (the bars stay on the terminal);
+- Ctrl-C stops the current fit cleanly, the program saves and prints what it has, and exits
+  with status 130, as shells expect of an interrupted program.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import re
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import d2lai
+from d2lai.callbacks.epoch_log import show_logs
+from d2lai.callbacks.tensorboard import summary_writer
 from d2lai.checks import ArgumentError
 from d2lai.device import check_seed
 from d2lai.files import check_output_path
 
-__all__ = ["DATASETS", "positive_int", "batch_count", "learning_rate", "seed_value",
-           "common_flags", "load_data"]
+__all__ = ["DATASETS", "HelpFormatter", "positive_int", "batch_count", "learning_rate",
+           "seed_value", "common_flags", "load_data", "data_root", "tensorboard", "run",
+           "INTERRUPTED"]
+
+INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C (128 + SIGINT)
 
 DATASETS = {"fashion-mnist": d2lai.FashionMNISTData, "mnist": d2lai.MNISTData}
 
@@ -53,8 +74,34 @@ def seed_value(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` with each flag's default, where it has one worth saying (not None or False)
+    and its help does not already name it."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False \
+                or action.default == argparse.SUPPRESS or not action.option_strings:
+            return text
+        default = action.default
+        shown = " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) \
+            if isinstance(default, (list, tuple)) else "%(default)s"
+        return f"{text} (default: {shown})"
+
+
 def common_flags(out: str, datasets: dict | None = None) -> argparse.ArgumentParser:
-    """The flags every script of a chapter takes: length of the run, data, device, output."""
+    """The flags every script of a chapter takes: length of the run, data, device, output,
+    `--log FILE` and `--tensorboard`.
+
+    Args:
+        out: the default of `--out`.
+        datasets: the data sets `--dataset` offers (name: data class); default Fashion-MNIST
+            and MNIST.
+
+    Returns:
+        A parser to give as `parents=[...]` to the script's own (with
+        `formatter_class=HelpFormatter`).
+    """
     datasets = DATASETS if datasets is None else datasets
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs to train")
@@ -64,10 +111,16 @@ def common_flags(out: str, datasets: dict | None = None) -> argparse.ArgumentPar
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
     p.add_argument("--data-root", help="folder holding the data set (default: $D2LAI_DATA, "
                                        "else ~/.cache/d2lai)")
-    p.add_argument("--out", default=out, help=f"folder for plots and tables (default {out})")
+    p.add_argument("--out", default=out, help="folder for plots and tables")
     p.add_argument("--num-train", type=batch_count, help="train on the first N samples")
     p.add_argument("--num-val", type=positive_int, help="validate on the first N samples")
     p.add_argument("--seed", type=seed_value, help="seed for repeatable runs")
+    p.add_argument("--log", metavar="FILE",
+                   help="also write the run's story (epoch lines, tables, notes) to FILE; it "
+                        "goes to standard output in any case, bars to the terminal")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard logs under OUT/tensorboard/ (or, for a sweep, "
+                        "OUT/NAME/tensorboard/); needs the tensorboard package")
     return p
 
 
@@ -76,12 +129,118 @@ def load_data(args: argparse.Namespace, datasets: dict | None = None, **options)
     the caller's `options` (normalize=, val_split=, flatten=, ...).
 
     A missing, unreadable or corrupt data set, or an --out that cannot be written, exits with
-    the package's message as `error: ...` before anything is trained.
+    the package's message as `error: ...` before anything is trained; the message speaks of
+    `--data-root` where the library's speaks of `root=`.
     """
     datasets = DATASETS if datasets is None else datasets
     try:
         check_output_path(args.out, "--out", folder=True)
-        return datasets[args.dataset](batchsize=args.batchsize, root=args.data_root,
+        root = data_root(args.data_root, datasets[args.dataset])
+        return datasets[args.dataset](batchsize=args.batchsize, root=root,
                                       num_train=args.num_train, num_val=args.num_val, **options)
     except (ValueError, TypeError, OSError, ArgumentError) as err:
+        raise SystemExit("error: " + re.sub(r"\broot=", "--data-root", str(err))) from None
+
+
+def data_root(root: str | None, data_class) -> str | None:
+    """The root `--data-root` means: the folder that holds NAME/raw/. A path to NAME/raw/
+    itself or to NAME/ is taken as meant (and said in the log); a folder that holds the four
+    files but is not NAME/raw/ is an error that says where to put them."""
+    if root is None:
+        return None
+    path, name = Path(root).expanduser(), data_class.name
+    meant = path.parent.parent if path.name == "raw" and path.parent.name == name else \
+        path.parent if path.name == name and (path / "raw").is_dir() else None
+    if meant is not None:
+        logging.getLogger("d2lai").info("--data-root %s is the data set's own folder: reading "
+                                        "it from --data-root %s", root, meant)
+        return str(meant)
+    if not (path / name).exists() and any(path.glob("train-images-idx3-ubyte*")):
+        raise ValueError(f"--data-root {root} holds the data set's files itself; --data-root "
+                         f"is the folder above {name}/raw/: move the four files to "
+                         f"{path / name / 'raw'}/ and pass --data-root {root}")
+    return root
+
+
+def tensorboard(args: argparse.Namespace, folder: str | Path | None = None) -> list:
+    """With `--tensorboard`: `[TensorBoardLogger(folder)]` (`[]` without a folder, for a sweep
+    that writes its own), after checking that tensorboard is installed (else `error: ...`
+    before anything is trained). Without it: `[]`."""
+    if not args.tensorboard:
+        return []
+    try:
+        summary_writer()
+    except ImportError as err:
         raise SystemExit(f"error: {err}") from None
+    return [] if folder is None else [d2lai.TensorBoardLogger(folder)]
+
+
+class _Tee:
+    """Standard output that also writes to a log file."""
+
+    def __init__(self, stream, file):
+        self.stream, self.file = stream, file
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+        self.stream.flush()
+
+    def __getattr__(self, name):  # isatty, fileno, encoding, ...: the console's
+        return getattr(self.stream, name)
+
+
+def run(main: Callable, argv: list[str] | None = None) -> None:
+    """Run a chapter's `main(argv)` as a command (`if __name__ == "__main__": run(main)`).
+
+    The `d2lai` logger writes to standard output, with the tables, and `--log FILE` (found
+    in argv, checked by `main`'s parser) copies standard output to FILE. The first Ctrl-C ends
+    the current fit cleanly and `main` saves and prints what it has; the program then exits
+    with status 130 (`INTERRUPTED`). A Ctrl-C outside a fit ends it at once, also with 130.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    known, _ = _log_flag().parse_known_args(argv)
+    handlers, stdout, log = list(logging.getLogger("d2lai").handlers), sys.stdout, None
+    interrupted = False
+
+    def on_ctrl_c(signum, frame):
+        nonlocal interrupted
+        interrupted = True
+        signal.default_int_handler(signum, frame)  # KeyboardInterrupt: the fit stops cleanly
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        if known.log:
+            try:
+                path = check_output_path(known.log, "--log")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(path, "w", encoding="utf-8")  # closed below
+            except OSError as err:
+                raise SystemExit(f"error: {err}") from None
+            sys.stdout = _Tee(stdout, log)
+        show_logs("stdout")
+        main(argv)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted", file=sys.stderr)
+    except SystemExit as done:
+        if log is not None and isinstance(done.code, str):
+            log.write(done.code + "\n")
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.stdout = stdout
+        logging.getLogger("d2lai").handlers = handlers
+        if log is not None:
+            log.close()
+    if interrupted:
+        raise SystemExit(INTERRUPTED)
+
+
+def _log_flag() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--log")
+    return p

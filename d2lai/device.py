@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-import os
+import logging
 import random
-import sys
-import warnings
 
 import numpy as np
 import torch
+
+__all__ = ["get_device", "seed", "check_seed", "rng_state", "set_rng_state"]
+
+logger = logging.getLogger("d2lai")
 
 _warned_no_cuda = False
 
 
 def get_device(gpu: bool = False) -> torch.device:
-    """The CUDA device if `gpu` and present, else the CPU (warning once a process)."""
+    """The device to train on: CUDA if `gpu` is true and PyTorch sees a CUDA device, else the CPU.
+
+    Asking for a GPU on a machine without one is no error (the book's code says `gpu=true`
+    everywhere): the CPU is used, and the `d2lai` logger says so once a process, as one info
+    line (`[ Info: no CUDA device: training on the CPU`).
+
+    Args:
+        gpu: whether to use the GPU when there is one.
+
+    Returns:
+        `torch.device("cuda")` or `torch.device("cpu")`.
+
+    >>> d2lai.get_device(False)
+    device(type='cpu')
+    """
     global _warned_no_cuda
     if not gpu:
         return torch.device("cpu")
@@ -22,32 +38,33 @@ def get_device(gpu: bool = False) -> torch.device:
         return torch.device("cuda")
     if not _warned_no_cuda:
         _warned_no_cuda = True
-        warnings.warn("gpu=True but PyTorch sees no CUDA device: training on the CPU instead",
-                      UserWarning, stacklevel=_first_caller_outside_d2lai())
+        logger.info("no CUDA device: training on the CPU (gpu=True asks for a GPU when there "
+                    "is one)")
     return torch.device("cpu")
-
-
-def _first_caller_outside_d2lai() -> int:
-    """The `stacklevel` that points a warning at the reader's line, not at d2lai's insides."""
-    here = os.path.dirname(__file__)
-    level, frame = 2, sys._getframe(2)  # 2: the caller of the function that warns
-    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
-        level, frame = level + 1, frame.f_back
-    return level
 
 
 SEED_MAX = 2**64 - 1  # torch.manual_seed takes a 64-bit unsigned seed
 
 
 def check_seed(n) -> int:
-    """A seed `seed` accepts: an integer in [0, 2**64 - 1]."""
+    """`n` if it is a seed `seed` accepts (an integer in [0, 2**64 - 1]); a ValueError if not.
+
+    >>> check_seed(0)
+    0
+    """
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= SEED_MAX:
         raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {n!r}")
     return n
 
 
 def seed(n: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices) so that runs repeat exactly on the CPU."""
+    """Seed Python, NumPy and PyTorch (all devices) so that runs repeat exactly on the CPU.
+
+    Args:
+        n: an integer in [0, 2**64 - 1].
+
+    >>> d2lai.seed(0)   # before building the model: the same weights, the same shuffles
+    """
     check_seed(n)
     random.seed(n)
     np.random.seed(n % 2**32)

@@ -183,7 +183,7 @@ def test_batch_norm_chapter_scratch_lenet_trains(fashion, caplog, monkeypatch):
     assert trainer.metrics.epochs == 2 and not trainer.metrics.diverged
     assert history["train_loss"][1] < history["train_loss"][0]
     assert len(history["val_acc"]) == 2 and 0 <= trainer.metrics.val_acc <= 1
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Train Loss")]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
     assert len(lines) == 2 and "Val Acc" in lines[0]
     board = model.board.data
     assert set(board) == {"train_loss", "val_loss", "val_acc"}

@@ -5,12 +5,15 @@ from .base import Callback, MonitorCallback, monitor_mode
 from .batch_checks import BatchChecks
 from .board import DrawBoard
 from .checkpoint import Checkpoint
+from .csv_logger import CSVLogger
 from .divergence import Diverged, DivergenceWatch
 from .early_stopping import EarlyStopping
 from .epoch_log import EpochLog
+from .lr_scheduler import LRScheduler
 from .progress import ProgressBar
+from .tensorboard import TensorBoardLogger
 from .train_figures import TrainFigures
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
-           "Diverged", "DivergenceWatch", "DrawBoard", "EarlyStopping", "EpochLog",
-           "ProgressBar", "TrainFigures"]
+           "CSVLogger", "Diverged", "DivergenceWatch", "DrawBoard", "EarlyStopping", "EpochLog",
+           "LRScheduler", "ProgressBar", "TensorBoardLogger", "TrainFigures"]

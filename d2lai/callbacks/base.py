@@ -17,13 +17,23 @@ The loop's events, in the order a fit meets them:
     on_exception(error)               a callback may raise a clearer error instead
 
 Each hook takes the trainer first. Callbacks run in the order of their `order` (smaller
-first; the trainer's own: checks 0, divergence 10, training figures 20, epoch line 40, yours
-50, checkpoint 80, board 90), and may stop the fit by setting `trainer.should_stop = True`.
+first; the trainer's own: checks 0, divergence 10, training figures 20, progress bar 30,
+epoch line 40, checkpoint 80, board 90; a learning-rate scheduler 45, yours 50, the CSV and
+TensorBoard loggers 60), and may stop the fit by setting `trainer.should_stop = True`.
+
+A callback of your own:
+
+    class PrintLoss(d2lai.Callback):
+        def on_train_batch_end(self, trainer, batch, loss):
+            if trainer.steps % 100 == 0:
+                print(trainer.steps, float(loss))
+
+    Trainer(model, data, Descent(0.1), callbacks=[PrintLoss()])
 """
 
 from __future__ import annotations
 
-__all__ = ["Callback", "MonitorCallback", "monitor_mode"]
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor"]
 
 
 class Callback:
@@ -73,6 +83,12 @@ class Callback:
 
     def on_exception(self, trainer, error: Exception) -> None:
         """The fit is failing with `error`: raise a clearer error, or do nothing."""
+
+
+def default_monitor(names) -> str:
+    """The figure a fit is judged by when none is named: `val_acc` if there is one, else
+    `val_loss`, else `train_loss`."""
+    return next((k for k in ("val_acc", "val_loss") if k in names), "train_loss")
 
 
 def monitor_mode(monitor: str, mode: str = "auto") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .base import Callback, monitor_mode
+from .base import Callback, default_monitor, monitor_mode
 
 logger = logging.getLogger("d2lai")
 
@@ -37,7 +37,7 @@ class DrawBoard(Callback):
         for name in trainer.history:
             if logs.get(name) is not None:
                 self.board.draw(epoch, logs[name], name)
-        monitor = trainer.monitor or ("val_acc" if "val_acc" in logs else "val_loss")
+        monitor = trainer.monitor or default_monitor(logs)
         self.board.mark_best(monitor, monitor_mode(monitor))
 
     def on_fit_end(self, trainer, metrics) -> None:
