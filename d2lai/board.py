@@ -146,18 +146,21 @@ def figure_panel(label: str) -> str:
 
 
 def _readable_ticks(ax, log: bool) -> None:
-    """Five or so labelled y ticks at plain numbers: a log axis over less than a decade gets
-    them at round values (matplotlib would label one or two), a wider one at 1, 2 and 5 of
-    each decade."""
+    """Four to eight labelled y ticks at plain numbers: a log axis over less than a decade gets
+    them at round values (matplotlib would label one or two), a wider one at 1, 2, 3 and 5 of
+    each decade, 1, 2 and 5 from two decades, the powers of ten from four."""
     plain = FuncFormatter(lambda y, _: f"{y:g}")
+    steady = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10], min_n_ticks=4)
     if not log:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        ax.yaxis.set_major_locator(steady)
         return
     low, high = ax.get_ylim()
-    if low > 0 and high / low < 10:
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    decades = math.log10(high / low) if low > 0 else math.inf
+    if decades < 1:
+        ax.yaxis.set_major_locator(steady)
     else:
-        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        subs = (1.0, 2.0, 3.0, 5.0) if decades < 2 else (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_minor_formatter(NullFormatter())
