@@ -42,7 +42,11 @@ DATASETS = {"fashion-mnist": d2lai.FashionMNISTData, "mnist": d2lai.MNISTData}
 
 
 def positive_int(text: str) -> int:
-    """An argparse type: an integer > 0."""
+    """An argparse type: `text` as an integer > 0.
+
+    >>> positive_int("3")
+    3
+    """
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
@@ -50,7 +54,11 @@ def positive_int(text: str) -> int:
 
 
 def batch_count(text: str) -> int:
-    """An argparse type: 2 or more samples, as batch norm needs to train."""
+    """An argparse type: `text` as a count of 2 or more samples, as batch norm needs to train.
+
+    >>> batch_count("128")
+    128
+    """
     value = int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be at least 2 (batch normalization needs two "
@@ -59,7 +67,11 @@ def batch_count(text: str) -> int:
 
 
 def learning_rate(text: str) -> float:
-    """An argparse type: a learning rate `Descent` accepts."""
+    """An argparse type: `text` as a learning rate `Descent` accepts.
+
+    >>> learning_rate("0.1")
+    0.1
+    """
     try:
         return d2lai.Descent(float(text)).lr
     except ValueError as err:
@@ -67,7 +79,11 @@ def learning_rate(text: str) -> float:
 
 
 def seed_value(text: str) -> int:
-    """An argparse type: a seed `d2lai.seed` accepts."""
+    """An argparse type: `text` as a seed `d2lai.seed` accepts.
+
+    >>> seed_value("0")
+    0
+    """
     try:
         return check_seed(int(text))
     except ValueError as err:
@@ -76,7 +92,10 @@ def seed_value(text: str) -> int:
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """`--help` with each flag's default, where it has one worth saying (not None or False)
-    and its help does not already name it."""
+    and its help does not already name it.
+
+    >>> argparse.ArgumentParser(parents=[common_flags("out")], formatter_class=HelpFormatter)
+    """
 
     def _get_help_string(self, action) -> str:
         text = action.help or ""
@@ -101,6 +120,10 @@ def common_flags(out: str, datasets: dict | None = None) -> argparse.ArgumentPar
     Returns:
         A parser to give as `parents=[...]` to the script's own (with
         `formatter_class=HelpFormatter`).
+
+    >>> p = argparse.ArgumentParser(parents=[common_flags("out/mine")],
+    ...                             formatter_class=HelpFormatter)
+    >>> args = p.parse_args(["--epochs", "3"])
     """
     datasets = DATASETS if datasets is None else datasets
     p = argparse.ArgumentParser(add_help=False)
@@ -125,12 +148,15 @@ def common_flags(out: str, datasets: dict | None = None) -> argparse.ArgumentPar
 
 
 def load_data(args: argparse.Namespace, datasets: dict | None = None, **options):
-    """The data set as the flags ask (dataset, batchsize, data_root, num_train, num_val), with
-    the caller's `options` (normalize=, val_split=, flatten=, ...).
+    """The data set as the flags in `args` ask (dataset, batchsize, data_root, num_train,
+    num_val), from `datasets` (default `DATASETS`), with the caller's `options` (normalize=,
+    val_split=, flatten=, ...).
 
     A missing, unreadable or corrupt data set, or an --out that cannot be written, exits with
     the package's message as `error: ...` before anything is trained; the message speaks of
     `--data-root` where the library's speaks of `root=`.
+
+    >>> data = load_data(args, flatten=True, val_split=10000)
     """
     datasets = DATASETS if datasets is None else datasets
     try:
@@ -143,9 +169,14 @@ def load_data(args: argparse.Namespace, datasets: dict | None = None, **options)
 
 
 def data_root(root: str | None, data_class) -> str | None:
-    """The root `--data-root` means: the folder that holds NAME/raw/. A path to NAME/raw/
-    itself or to NAME/ is taken as meant (and said in the log); a folder that holds the four
-    files but is not NAME/raw/ is an error that says where to put them."""
+    """The root `--data-root` (`root`) means for `data_class` (its `name` is the folder): the
+    folder that holds NAME/raw/. A path to NAME/raw/ itself or to NAME/ is taken as meant
+    (and said in the log); a folder that holds the four files but is not NAME/raw/ is an
+    error that says where to put them.
+
+    >>> data_root("data/FashionMNIST/raw", d2lai.FashionMNISTData)
+    'data'
+    """
     if root is None:
         return None
     path, name = Path(root).expanduser(), data_class.name
@@ -165,7 +196,10 @@ def data_root(root: str | None, data_class) -> str | None:
 def tensorboard(args: argparse.Namespace, folder: str | Path | None = None) -> list:
     """With `--tensorboard`: `[TensorBoardLogger(folder)]` (`[]` without a folder, for a sweep
     that writes its own), after checking that tensorboard is installed (else `error: ...`
-    before anything is trained). Without it: `[]`."""
+    before anything is trained). Without it: `[]`.
+
+    >>> Trainer(model, data, opt, callbacks=tensorboard(args, out / "tensorboard" / "scratch"))
+    """
     if not args.tensorboard:
         return []
     try:
@@ -200,6 +234,9 @@ def run(main: Callable, argv: list[str] | None = None) -> None:
     in argv, checked by `main`'s parser) copies standard output to FILE. The first Ctrl-C ends
     the current fit cleanly and `main` saves and prints what it has; the program then exits
     with status 130 (`INTERRUPTED`). A Ctrl-C outside a fit ends it at once, also with 130.
+
+    >>> if __name__ == "__main__":
+    ...     run(main)
     """
     argv = sys.argv[1:] if argv is None else argv
     known, _ = _log_flag().parse_known_args(argv)

@@ -133,7 +133,7 @@ PANELS = {"loss": "loss", "acc": "accuracy", "ppl": "perplexity", "lr": "learnin
 
 
 def figure_panel(label: str) -> str:
-    """The panel a trainer's figure goes on: its kind without the split, `train_loss` and
+    """The panel a trainer's figure (`label`) goes on: its kind without the split, `train_loss` and
     `val_loss` on "loss", `train_acc` and `val_acc` on "accuracy", `val_ppl` on "perplexity",
     `lr` on "learning rate"; any other figure on a panel of its own name.
 
@@ -416,15 +416,40 @@ def _check_board(fn: str, board) -> ProgressBoard:
 
 
 def draw(board: ProgressBoard, x, y, label: str) -> None:
-    """Add point(s) `(x, y)` to the series `label` of `board`."""
+    """Add point(s) `(x, y)` to the series `label` of `board`, as the Julia text calls it.
+
+    Args:
+        board: a `ProgressBoard`.
+        x, y: numbers, or equal-length sequences, arrays or tensors.
+        label: the series' name.
+
+    >>> d2lai.draw(board, 1, 0.5, "train_loss")
+    """
     _check_board("draw", board).draw(x, y, label)
 
 
 def save_plot(board: ProgressBoard, path: str | os.PathLike = "plot_1.png") -> str:
-    """Write `board` as an image; the path written."""
+    """Write `board` as an image (the format from the extension); returns the path written.
+
+    Args:
+        board: a `ProgressBoard`.
+        path: .png, .svg, .pdf, ...; a name without extension gets .png.
+
+    >>> d2lai.save_plot(trainer.board, "out/board.png")
+    'out/board.png'
+    """
     return _check_board("save_plot", board).save_plot(path)
 
 
 def save_gif(board: ProgressBoard, path: str | os.PathLike = "anim_fps.gif", fps: int = 15) -> str:
-    """Write `board` as an animated GIF, one frame per distinct x; the path written."""
+    """Write `board` as an animated GIF, one frame per distinct x; returns the path written.
+
+    Args:
+        board: a `ProgressBoard`.
+        path: the .gif file.
+        fps: frames a second.
+
+    >>> d2lai.save_gif(trainer.board, "out/board.gif", fps=5)
+    'out/board.gif'
+    """
     return _check_board("save_gif", board).save_gif(path, fps)

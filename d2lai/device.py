@@ -72,7 +72,10 @@ def seed(n: int) -> None:
 
 
 def rng_state() -> dict:
-    """The random-number state a checkpoint needs to repeat the run (shuffle order included)."""
+    """The random-number state a checkpoint needs to repeat the run (shuffle order included).
+
+    >>> state = rng_state()   # ... later: set_rng_state(state) repeats the same draws
+    """
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -80,7 +83,10 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what `rng_state` saved."""
+    """Restore the random-number `state` that `rng_state` returned.
+
+    >>> set_rng_state(rng_state())
+    """
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

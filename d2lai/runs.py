@@ -63,6 +63,8 @@ class Run:
     """One run of a sweep: its unique `name` and the `settings` its build gets.
 
     `columns` holds the settings as the table shows them (by name); filled in if not given.
+
+    >>> Run("lr=0.1", {"lr": 0.1})           # grid names and builds them for you
     """
 
     name: str
@@ -92,6 +94,15 @@ def grid(settings: dict[str, list]) -> list[Run]:
     """Every combination of the named settings once, the last setting varying fastest.
 
     A setting's values are a list, or a dict {name: value} to name them in the run names.
+
+    Args:
+        settings: setting name -> its values.
+
+    Returns:
+        A `Run` for each combination.
+
+    >>> [run.name for run in grid(dict(net={"BN": BLeNetConcise, "plain": LeNet}, lr=[0.1, 1.0]))]
+    ['net=BN,lr=0.1', 'net=BN,lr=1', 'net=plain,lr=0.1', 'net=plain,lr=1']
     """
     if not isinstance(settings, dict) or not settings:
         raise ValueError(f"grid takes a non-empty dict of settings, e.g. dict(lr=[0.01, 0.1]), "

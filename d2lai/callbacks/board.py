@@ -17,6 +17,12 @@ class DrawBoard(Callback):
 
     The board stars the best epoch of the trainer's `monitor` (its first EarlyStopping's
     figure, else the validation accuracy, else the validation loss).
+
+    Args:
+        board: the `ProgressBoard` to draw on.
+        path: where to save it when the fit ends (None: not saved).
+
+    >>> Trainer(model, data, Descent(0.1), board_path="out/board.png")   # adds one
     """
 
     order = 90

@@ -40,8 +40,9 @@ def _number(value: float) -> str:
 
 
 def format_figures(logs: dict[str, float]) -> str:
-    """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the book's figures first, in
-    the book's order, then any others (titled from their names), timings left out.
+    """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the figures of `logs` (name ->
+    value), the book's first, in the book's order, then any others (titled from their names),
+    timings left out.
 
     >>> format_figures({"val_acc": 0.86, "train_loss": 0.4})
     'Train Loss: 0.4000, Val Acc: 0.8600'
@@ -54,7 +55,10 @@ def format_figures(logs: dict[str, float]) -> str:
 class EpochLog(Callback):
     """Logs `Epoch 3/10 · 6.1 s · Train Loss: ..., Val Acc: ...` every `print_every` epochs
     and, at the end of a fit of two epochs or more, the best epoch of the monitored figure:
-    at INFO when the trainer is verbose, at DEBUG when not."""
+    at INFO when the trainer is verbose, at DEBUG when not.
+
+    >>> Trainer(model, data, Descent(0.1), print_every=5)   # every Trainer has one
+    """
 
     order = 40
 
@@ -81,7 +85,10 @@ class EpochLog(Callback):
 
 
 class JuliaFormatter(logging.Formatter):
-    """`[ Info: message`, as Julia's logging macros print it."""
+    """`[ Info: message`, as Julia's logging macros print it.
+
+    >>> handler.setFormatter(JuliaFormatter())
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         return f"[ {record.levelname.capitalize()}: {record.getMessage()}"

@@ -47,6 +47,8 @@ class ProgressBar(Callback):
         every_seconds: how often a notebook's status line is redrawn (seconds).
 
     The trainer adds one when `verbose=True`; `Trainer(..., verbose=False)` has none.
+
+    >>> Trainer(model, data, Descent(0.1), verbose=True)   # a bar an epoch in a terminal
     """
 
     order = 30

@@ -13,7 +13,11 @@ __all__ = ["TensorBoardLogger", "summary_writer", "tag"]
 
 
 def summary_writer():
-    """TensorBoard's SummaryWriter, imported only when asked for (tensorboard is optional)."""
+    """TensorBoard's SummaryWriter, imported only when asked for (tensorboard is optional);
+    an ImportError that says how to install it otherwise.
+
+    >>> writer = summary_writer()("out/tensorboard/run")
+    """
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -23,8 +27,13 @@ def summary_writer():
 
 
 def tag(name: str) -> str:
-    """A figure's TensorBoard tag: `train_loss` -> `loss/train`, `val_acc` -> `accuracy/val`,
-    `val_ppl` -> `perplexity/val`, others as they are; kinds group the splits in one chart."""
+    """The TensorBoard tag of figure `name`: `train_loss` -> `loss/train`, `val_acc` ->
+    `accuracy/val`, `val_ppl` -> `perplexity/val`, others as they are; kinds group the splits
+    in one chart.
+
+    >>> tag("val_acc")
+    'accuracy/val'
+    """
     kinds = {"loss": "loss", "acc": "accuracy", "ppl": "perplexity"}
     split, _, kind = name.partition("_")
     if split in ("train", "val", "test") and kind:

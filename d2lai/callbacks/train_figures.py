@@ -13,7 +13,10 @@ class TrainFigures(Callback):
     """Sums each batch's loss (and, for a model with `accuracy`, its correct predictions) on
     the device as the batches go, without a sync per batch; the means go into the epoch's
     figures as `train_loss` and `train_acc`. The outputs are taken from the model's forward
-    pass by one hook, registered for the fit, not recomputed."""
+    pass by one hook, registered for the fit, not recomputed.
+
+    >>> model, metrics = d2lai.fit(trainer)   # every Trainer has one: metrics.train_acc
+    """
 
     order = 20
 
