@@ -295,9 +295,24 @@ class ProgressBoard:
         order = sorted(groups, key=lambda p: (rank.get(p, 2), list(groups).index(p)))
         return {p: groups[p] for p in order} or {None: []}
 
-    def _plot(self, axes, upto: float, legend_at: list | None = None) -> None:
-        """Draw every series (points with x <= `upto`) and the best point on its panel."""
-        title, allx, panels = self.title, [], self.panels()
+    def _plot(self, ax, upto: float, legend_at: str | tuple[float, float] = "best") -> None:
+        """Draw every series (points with x <= `upto`) and the best point on one axes `ax` (a
+        subclass may draw its own way here)."""
+        panels = self.panels()
+        self._plot_panels([ax], upto, [legend_at],
+                          panels if len(panels) == 1 else {None: self.labels()})
+
+    def _draw(self, axes, upto: float, legend_at: list | None = None) -> None:
+        """Draw the board on `axes`, one for each of `panels()`: one panel through `_plot`."""
+        if len(axes) == 1:
+            self._plot(axes[0], upto, legend_at[0] if legend_at else "best")
+        else:
+            self._plot_panels(axes, upto, legend_at, self.panels())
+
+    def _plot_panels(self, axes, upto: float, legend_at: list | None,
+                     panels: dict[str | None, list[str]]) -> None:
+        """Draw each panel's series (points with x <= `upto`) and the best point."""
+        title, allx = self.title, []
         for k, (ax, (panel, labels)) in enumerate(zip(axes, panels.items(), strict=True)):
             log = check_scale("yscale", self.yscale) == "log" and panel != "accuracy"
             ax.set_xscale(self.xscale)
@@ -339,7 +354,7 @@ class ProgressBoard:
         n = len(self.panels())
         size = self.figsize if self.fixed_size or n == 1 else (self.figsize[0], 1.2 + 2.6 * n)
         fig = Figure(figsize=size, layout="constrained")
-        self._plot(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0], upto)
+        self._draw(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0], upto)
         return fig
 
     def _show(self) -> None:
@@ -385,7 +400,7 @@ class ProgressBoard:
         def frame(i: int):
             for ax in axes:
                 ax.clear()
-            self._plot(axes, steps[i], legend_at=spots)
+            self._draw(axes, steps[i], legend_at=spots)
             for ax, (xlim, ylim) in zip(axes, limits, strict=True):
                 ax.set_xlim(xlim)
                 ax.set_ylim(ylim)
