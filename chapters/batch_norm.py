@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 import d2lai
-from chapters.cli import common_flags, learning_rate, load_data
-from d2lai import AbstractClassifier, Descent, Trainer
+from chapters.cli import HelpFormatter, common_flags, learning_rate, load_data, run, tensorboard
+from d2lai import AbstractClassifier, Descent, RunTable, Trainer
 from d2lai.checks import ArgumentError, Check, count, flag, number, positive_int
 from d2lai.distributed import is_main_process, mean_var_over_ranks, sync_batch_norm
 from d2lai.files import write_json
@@ -234,18 +234,24 @@ def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m chapters.batch_norm", parents=[common_flags("out")],
-        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST.")
-    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both")
-    p.add_argument("--lr", type=learning_rate, default=0.1,
-                   help="learning rate of Descent (default 0.1)")
+        formatter_class=HelpFormatter,
+        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST. The epoch "
+                    "lines and the tables go to standard output (--log FILE copies them), "
+                    "progress bars to the terminal; Ctrl-C stops after saving (exit status "
+                    "130).")
+    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both",
+                   help="which LeNet to train: scratch (the chapter's BatchNormLayer), "
+                        "concise (torch's BatchNorm2d/1d), or both, one after the other")
+    p.add_argument("--lr", type=learning_rate, default=0.1, help="learning rate of Descent")
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun: batch-norm statistics over all ranks' parts of each "
-                        "batch (default: each rank its own part's)")
+                        "batch (without it, each rank its own part's)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
-    """Train the chosen models as the chapter does; print gamma/beta and a summary table."""
+    """Train the chosen models as the chapter does; print gamma/beta and a summary table with
+    each model's last and best epoch (also written to OUT/summary.csv)."""
     args = parse_args(argv)
     out = Path(args.out)
     main_rank = is_main_process()  # under torchrun, rank 0 alone prints and writes
@@ -253,6 +259,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     if args.seed is not None:
         d2lai.seed(args.seed)
     data = load_data(args)
+    tensorboard(args)  # installed? (before anything is trained)
     results = {}
     for name in MODELS if args.model == "both" else [args.model]:
         model = MODELS[name]()
@@ -260,7 +267,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             model = sync_batch_norm(model)
         trainer = Trainer(model, data, Descent(args.lr), max_epochs=args.epochs,
                           gpu=not args.cpu, board_yscale="identity",
-                          board_path=out / f"{name}-board.png")
+                          board_path=out / f"{name}-board.png",
+                          callbacks=tensorboard(args, out / "tensorboard" / name))
         say(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
             f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
         tic = time.perf_counter()
@@ -270,22 +278,34 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         show = partial(np.array2string, precision=4, max_line_width=100)
         say(f"first batch-norm layer:\n  gamma = {show(gamma.numpy())}\n"
             f"  beta  = {show(beta.numpy())}")
+        best = metrics.best()
         results[name] = {"model": type(model).__name__, "seconds": seconds,
                          "metrics": {k: v for k, v in vars(metrics).items() if k != "history"},
+                         "best": {k: v for k, v in vars(best).items() if k != "history"},
                          "history": trainer.history, "timings": trainer.timings}
         if main_rank:
             write_json(out / f"{name}-history.json", results[name])
         if metrics.interrupted:  # Ctrl-C: the reader wants to stop, not start the next model
             break
-    say(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"
-        f"{'seconds':>9}")
-    for r in results.values():
-        m = {k: "-" if v is None else f"{v:.4f}" for k, v in r["metrics"].items()
-             if k in ("train_loss", "val_loss", "val_acc")}
-        say(f"{r['model']:<15}{r['metrics']['epochs']:>7}{m['train_loss']:>12}"
-            f"{m['val_loss']:>10}{m['val_acc']:>9}{r['seconds']:>9.1f}")
+    if main_rank:
+        table = summary(results)
+        table.print()
+        table.to_csv(out / "summary.csv")
     return results
 
 
+def summary(results: dict[str, dict]) -> RunTable:
+    """A row a model: its last epoch's figures and, beside them, its best epoch (by validation
+    accuracy) and that epoch's validation figures: a net that ends below its best shows it."""
+    rows = []
+    for r in results.values():
+        m, b = r["metrics"], r["best"]
+        rows.append({"model": r["model"], "epochs": m["epochs"],
+                     **{k: m[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+                     "best_epoch": b["epoch"] or None, "best_val_loss": b["val_loss"],
+                     "best_val_acc": b["val_acc"], "seconds": r["seconds"]})
+    return RunTable(rows)
+
+
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,7 +1,8 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
 from .board import ProgressBoard, draw, save_gif, save_plot
-from .callbacks import Callback, EarlyStopping
+from .callbacks import Callback, CSVLogger, EarlyStopping, LRScheduler, TensorBoardLogger
+from .callbacks.epoch_log import show_logs
 from .data import (
     DATA_HUB,
     DATA_URL,
@@ -130,6 +131,10 @@ __all__ = [
     "concat_channels",
     "construct_nt_args",
     "corr2d",
+    "CSVLogger",
+    "LRScheduler",
+    "TensorBoardLogger",
+    "show_logs",
     "Descent",
     "DotProductAttention",
     "draw",

@@ -4,6 +4,20 @@ Each rule has Flux's (Optimisers.jl's) name, argument order and defaults, and ma
 optimiser that does the same arithmetic; `OptimiserChain(WeightDecay(λ), rule)` adds L2
 regularisation the Flux way, `OptimiserChain(rule)` (or Flux's older name `Optimiser(rule)`)
 is the rule alone.
+
+Weight decay by parameter group. A rule applies to every parameter alike. To decay some
+parameters and not others (the usual choice: weights decayed, biases and batch-norm scales and
+shifts not), give the Trainer a torch optimiser with parameter groups; `fit` uses it as it is,
+and a learning-rate scheduler (`d2lai.LRScheduler`) steps every group:
+
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]      # weight matrices, kernels
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases, gamma, beta
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=0.1)
+    d2lai.fit(Trainer(model, data, opt))
+
+(A LazyLinear has no shape before its first batch: build such a model's groups after one
+forward pass, or from the layer types.)
 """
 
 from __future__ import annotations

@@ -473,7 +473,7 @@ def test_fit_runs_d2lais_loop_and_feeds_the_board(fashion_root, caplog):
     metrics = trainer.metrics
     assert metrics.val_loss == pytest.approx(
         (128 * model.val_losses[2] + 72 * model.val_losses[3]) / 200)
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Train Loss")]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
     assert len(lines) == 2 and lines[1].endswith(f"Val Acc: {metrics.val_acc:.4f}")
     assert trainer.optim is trainer.optimizer and trainer.epoch == 2
     assert next(model.parameters()).device.type == "cpu"

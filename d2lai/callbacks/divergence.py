@@ -26,7 +26,13 @@ class DivergenceWatch(Callback):
     (parameters and buffers) back as it was at the start of the epoch, and stop the fit (or
     raise `FloatingPointError` with `on_diverge="raise"`). The model returned is then the one
     the returned figures describe. Weights that turn non-finite at the epoch's last step are
-    caught before validation."""
+    caught before validation.
+
+    Args:
+        on_diverge: "stop" or "raise".
+
+    >>> Trainer(model, data, Descent(100.0), on_diverge="raise")   # every Trainer has one
+    """
 
     order = 10
     check_every = {"cpu": 1}  # batches between looks at the losses, by device type

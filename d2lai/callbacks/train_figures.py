@@ -14,7 +14,10 @@ class TrainFigures(Callback):
     the device as the batches go, without a sync per batch; the means go into the epoch's
     figures as `train_loss` and `train_acc`. The outputs are taken from the model's forward
     pass by one hook, registered for the fit, not recomputed. A model family whose
-    `train_accuracy` is False (a language model: its figure is perplexity) is not scored."""
+    `train_accuracy` is False (a language model: its figure is perplexity) is not scored.
+
+    >>> model, metrics = d2lai.fit(trainer)   # every Trainer has one: metrics.train_acc
+    """
 
     order = 20
 
