@@ -158,7 +158,14 @@ def common_flags(out: str, datasets: dict | None = None, samples=batch_count
 
 def text_flags(num_steps: int) -> argparse.ArgumentParser:
     """The flags of the chapters on text: the length of a sequence, the model's width, the
-    gradient clip, and a quick run."""
+    gradient clip, and a quick run.
+
+    Args:
+        num_steps: the book's sequence length, said in `--num-steps`'s help.
+
+    >>> p = argparse.ArgumentParser(parents=[common_flags("out/rnn", TEXT, positive_int),
+    ...                                      text_flags(32)], formatter_class=HelpFormatter)
+    """
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--num-steps", type=positive_int,
                    help=f"tokens a sequence (default {num_steps}, the book's)")
@@ -182,7 +189,15 @@ def clip_value(text: str) -> float:
 
 def book_or_quick(args: argparse.Namespace, book: dict, quick: dict) -> argparse.Namespace:
     """Each setting the command line left unset (None) from `quick` with --quick, else from
-    `book` (the text's settings); a setting `quick` does not name keeps the book's."""
+    `book` (the text's settings); a setting `quick` does not name keeps the book's.
+
+    Args:
+        args: the parsed flags (changed in place and returned).
+        book: the text's settings, by flag name.
+        quick: the settings of a quick run, by flag name.
+
+    >>> args = book_or_quick(args, {"epochs": 100, "num_train": 10000}, {"epochs": 2})
+    """
     for name, value in (book | quick if args.quick else book).items():
         if getattr(args, name, None) is None:
             setattr(args, name, value)
@@ -328,8 +343,18 @@ def _log_flag() -> argparse.ArgumentParser:
 
 def fit_and_record(name: str, trainer: d2lai.Trainer, out: Path) -> dict:
     """Fit as the chapters do: time it, keep its figures (the metrics, every epoch's history,
-    the timings) and write them to OUT/NAME-history.json. Returns the record; its
-    `metrics["interrupted"]` says whether Ctrl-C ended the fit."""
+    the timings) and write them to OUT/NAME-history.json.
+
+    Args:
+        name: the run's name in the file name (`scratch`, `gru`, ...).
+        trainer: the trainer to fit.
+        out: the folder of the history file.
+
+    Returns:
+        The record; its `metrics["interrupted"]` says whether Ctrl-C ended the fit.
+
+    >>> record = fit_and_record("gru", Trainer(model, data, Descent(1.0)), Path("out/rnn"))
+    """
     tic = time.perf_counter()
     model, metrics = d2lai.fit(trainer)
     record = {"model": type(model).__name__, "seconds": time.perf_counter() - tic,

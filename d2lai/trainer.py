@@ -114,13 +114,14 @@ class Trainer:
         self.board = ProgressBoard("epoch", yscale=check_scale("board_yscale", board_yscale),
                                    title=type(model).__name__,
                                    panel_of=figure_panel) if board else None
-        main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and draws
-        own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(),
-               *([EpochLog()] if main else []), *([ProgressBar()] if verbose and main else []),
+        own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(), EpochLog(),
+               *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
-               *([DrawBoard(self.board, board_path)] if board and main else []),
+               *([DrawBoard(self.board, board_path)] if board else []),
                *([DataParallel(), ReduceFigures()] if distributed.launched() else [])]
-        self.callbacks = sorted([*own, *callbacks], key=lambda c: c.order)  # stable: ties keep
+        main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
+        kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
+        self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
         self.history: dict[str, list[float]] = {}
         self.timings: dict[str, list[float]] = {"train_s": [], "val_s": []}
         self.epoch = self.steps = 0  # completed epochs and optimiser steps, over all fits

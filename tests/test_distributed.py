@@ -137,7 +137,7 @@ def test_only_rank_0_writes_files_and_prints_epoch_lines(ranks):
     out, stderr = ranks
     assert sorted(p.name for p in (out / "rank1").iterdir()) == []
     assert {"board.png", "run.pt", "resume.pt"} <= {p.name for p in (out / "rank0").iterdir()}
-    lines = re.findall(r"\[ Info: Train Loss: .*", stderr[0])
+    lines = re.findall(r"\[ Info: Epoch \d+/\d+ · .* Train Loss: .*", stderr[0])
     assert len(lines) == 2 + 1 + 2  # plain, resume (its third epoch), edition
     assert "resuming from resume.pt after epoch 2" in stderr[0]
     assert "Train Loss" not in stderr[1] and "[ Info" not in stderr[1]
@@ -202,9 +202,9 @@ def test_the_chapter_runs_under_torchrun(fashion_root, tmp_path):
         "--data-root", str(fashion_root), "--out", str(tmp_path / "out"))
     assert run.returncode == 0, f"{run.stderr[-2000:]}\n{stderr.get(0, '')[-2000:]}"
     assert "BLeNetScratch" in stdout[0] and "train loss" in stdout[0] and stdout[1] == ""
-    assert "Train Loss" in stderr[0] and "Train Loss" not in stderr[1]
+    assert "Train Loss" in stdout[0] and "Train Loss" not in stderr[1]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "scratch-board.png", "scratch-history.json"]
+        "scratch-board.png", "scratch-history.json", "summary.csv"]
 
 
 # --- a rank that dies or hangs ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The Julia package's remaining names, as chapters 3-10 call them: each against a hand
 computation or torch's own, and the errors they give."""
 
+import logging
 import math
 import operator
 import warnings
@@ -150,10 +151,11 @@ def test_construct_nt_args_groups_keyword_arguments():
 # --- around fit ----------------------------------------------------------------------------------
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
-def test_to_gpu_and_prepare_without_cuda_warn_and_stay_on_the_cpu(tiny_data):
+def test_to_gpu_and_prepare_without_cuda_say_so_and_stay_on_the_cpu(tiny_data, caplog):
     model = TinyClassifier()
-    with pytest.warns(UserWarning, match="no CUDA device"):
+    with caplog.at_level(logging.INFO, logger="d2lai"):
         assert d2lai.to_gpu(model) is model
+    assert "no CUDA device: training on the CPU" in caplog.text
     assert next(model.parameters()).device.type == "cpu"
     assert d2lai.prepare_model(model) is model
     train, val = d2lai.prepare_data(tiny_data)

@@ -39,6 +39,9 @@ __all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor"]
 class Callback:
     """Hooks the trainer calls at its events; each does nothing unless overridden.
 
+    `order` places it among the trainer's callbacks; `main_process_only` callbacks (those that
+    print, draw or write files) run on rank 0 alone when training is spread over processes.
+
     >>> class Every100(d2lai.Callback):
     ...     def on_train_batch_end(self, trainer, batch, loss):
     ...         if trainer.steps % 100 == 0:
@@ -47,6 +50,7 @@ class Callback:
     """
 
     order = 50
+    main_process_only = False
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
               "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",

@@ -26,6 +26,7 @@ class DrawBoard(Callback):
     """
 
     order = 90
+    main_process_only = True
 
     def __init__(self, board, path: str | os.PathLike | None = None):
         self.board, self.path = board, path

@@ -33,6 +33,7 @@ class CSVLogger(Callback):
     """
 
     order = 60
+    main_process_only = True
 
     def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path, self.append = Path(path).expanduser(), flag("append", append)

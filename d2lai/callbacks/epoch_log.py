@@ -21,6 +21,7 @@ import logging
 import math
 import sys
 
+from .. import distributed
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
@@ -61,6 +62,7 @@ class EpochLog(Callback):
     """
 
     order = 40
+    main_process_only = True
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         if epoch % trainer.print_every == 0:
@@ -131,6 +133,8 @@ def show_logs(stream=None) -> None:
             logger.removeHandler(handler)
         handler = ConsoleHandler("stderr" if stream is None else stream)
         handler.setFormatter(JuliaFormatter())
+        if not distributed.is_main_process():  # under torchrun, rank 0 alone tells the story
+            handler.setLevel(logging.WARNING)
         logger.addHandler(handler)
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)

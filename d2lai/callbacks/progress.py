@@ -52,6 +52,7 @@ class ProgressBar(Callback):
     """
 
     order = 30
+    main_process_only = True
 
     def __init__(self, every_seconds: float = 0.5):
         self.every_seconds = every_seconds

@@ -57,6 +57,7 @@ class TensorBoardLogger(Callback):
     """
 
     order = 60
+    main_process_only = True
 
     def __init__(self, logdir: str | os.PathLike, every_n_steps: int = 0):
         self.logdir = Path(logdir).expanduser()
