@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from ..checks import positive_int
-from . import set_figsize
-from .utils import Animator, Timer, download, evaluate_loss, linreg, load_array, squared_loss
+from .data import download, load_array
+from .plotting import Animator, set_figsize
+from .utils import Timer, evaluate_loss, linreg, squared_loss
 
 __all__ = ["annotate", "train_2d", "show_trace_2d", "get_data_ch11", "train_ch11",
            "train_concise_ch11"]

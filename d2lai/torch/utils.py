@@ -1,39 +1,24 @@
-"""The edition's utilities before the object-oriented API: timing, running sums, live curves,
-the from-scratch regression pieces, accuracy counts, the Fashion-MNIST loaders and the book's
-data files, with the names and signatures of the PyTorch edition's `d2l` module.
-
-The chapters written with plain functions (optimisation, computational performance) train with
-these: `Animator` draws their curves, `Accumulator` sums their figures, `Timer` times them.
-Data files come through d2lai's one `download` (SHA-1 checked, into d2lai's data folder).
+"""The edition's function-style utilities, from before its object-oriented API and reused by
+its later chapters: timing (`Timer`, `Benchmark`), running sums (`Accumulator`), shape checks,
+the from-scratch regression pieces (`linreg`, `squared_loss`, `sgd`), accuracy counts and the
+classifier training loop of the convolutional chapters (`train_ch6`).
 """
 
 from __future__ import annotations
 
-import numbers
-import os
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import board as _board
-from .. import data as _data
 from ..checks import positive_int
-from ..data import download as _download
-from ..data import download_extract as _download_extract
-from ..data import extract as _extract
-from ..data.download import DATA_HUB, DATA_URL
-from . import set_axes, use_svg_display
+from .plotting import Animator
 
 __all__ = [
-    "Timer", "Benchmark", "Accumulator", "Animator", "check_shape", "check_len", "load_array",
-    "synthetic_data", "linreg", "squared_loss", "sgd", "evaluate_loss", "accuracy",
-    "evaluate_accuracy_gpu", "train_ch6", "load_data_fashion_mnist", "get_fashion_mnist_labels",
-    "DATA_URL", "DATA_HUB", "download", "extract", "download_extract",
+    "Timer", "Benchmark", "Accumulator", "check_shape", "check_len", "linreg", "squared_loss",
+    "sgd", "evaluate_loss", "accuracy", "evaluate_accuracy_gpu", "train_ch6",
 ]
-
-# DATA_HUB is d2lai's own table: a name the book adds to it is one `download` can fetch.
 
 
 # --- timing and running sums ---------------------------------------------------------------------
@@ -100,73 +85,6 @@ class Accumulator:
         return self.data[idx]
 
 
-# --- live curves ---------------------------------------------------------------------------------
-
-def _value(v):
-    """A point's coordinate as a float (one-element tensors and arrays too); None stays None."""
-    if v is None:
-        return None
-    n = v.numel() if isinstance(v, torch.Tensor) else np.size(v)
-    if n != 1:
-        raise ValueError(f"Animator.add takes numbers, got {type(v).__name__} of {n} values")
-    return float(v)
-
-
-class Animator:
-    """Curves that grow a point at a time: `add(x, (y1, y2, ...))` appends one point to each
-    curve (a None skips that curve) and redraws. In Jupyter the picture updates in place;
-    elsewhere it stays a pyplot figure (`animator.fig`) to show or save."""
-
-    def __init__(self, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
-                 xscale="linear", yscale="linear", fmts=("-", "m--", "g-.", "r:"), nrows=1,
-                 ncols=1, figsize=(3.5, 2.5)):
-        from matplotlib import pyplot as plt
-
-        nrows, ncols = positive_int("nrows", nrows), positive_int("ncols", ncols)
-        if isinstance(fmts, str) or not fmts:
-            raise TypeError(f"fmts must be a list of line formats such as ['-', 'm--'], "
-                            f"got {fmts!r}")
-        legend = [] if legend is None else list(legend)
-        use_svg_display()
-        self.fig, axes = plt.subplots(nrows, ncols, figsize=figsize)
-        self.axes = list(np.ravel(axes))
-        self.config_axes = lambda: set_axes(self.axes[0], xlabel, ylabel, xlim, ylim, xscale,
-                                            yscale, legend)
-        self.X, self.Y, self.fmts = None, None, fmts
-
-    def add(self, x, y) -> None:
-        """One point per curve: `y` a value or a sequence of values (one per curve), `x` one
-        value for all or one per curve."""
-        ys = list(y) if hasattr(y, "__len__") and not _is_scalar(y) else [y]
-        xs = list(x) if hasattr(x, "__len__") and not _is_scalar(x) else [x] * len(ys)
-        if len(xs) != len(ys):
-            raise ValueError(f"Animator.add: {len(xs)} x values for {len(ys)} y values")
-        if self.X is None:
-            self.X, self.Y = [[] for _ in ys], [[] for _ in ys]
-        if len(ys) != len(self.Y):
-            raise ValueError(f"Animator.add: {len(ys)} values, but this animator draws "
-                             f"{len(self.Y)} curves")
-        for i, (a, b) in enumerate(zip(xs, ys, strict=True)):
-            a, b = _value(a), _value(b)
-            if a is not None and b is not None:
-                self.X[i].append(a)
-                self.Y[i].append(b)
-        ax = self.axes[0]
-        ax.cla()
-        for i, (xs_i, ys_i) in enumerate(zip(self.X, self.Y, strict=True)):
-            ax.plot(xs_i, ys_i, self.fmts[i % len(self.fmts)])
-        self.config_axes()
-        if _board.in_notebook():
-            from IPython import display
-
-            display.display(self.fig)
-            display.clear_output(wait=True)
-
-
-def _is_scalar(v) -> bool:
-    return isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim == 0
-
-
 # --- shape checks --------------------------------------------------------------------------------
 
 def check_len(a, n: int) -> None:
@@ -182,23 +100,6 @@ def check_shape(a, shape) -> None:
 
 
 # --- linear regression from scratch --------------------------------------------------------------
-
-def load_array(data_arrays, batch_size: int, is_train: bool = True) -> _data.TensorLoader:
-    """Minibatches of `batch_size` rows of the tensors `data_arrays`, reshuffled every pass
-    when `is_train`; the last batch may be smaller."""
-    return _data.TensorLoader(tuple(data_arrays), batch_size, shuffle=is_train,
-                              merge_single=False)
-
-
-def synthetic_data(w: torch.Tensor, b, num_examples: int):
-    """`X` standard normal (num_examples, len(w)) and `y = X w + b + noise` (num_examples, 1),
-    the noise normal with standard deviation 0.01."""
-    positive_int("num_examples", num_examples)
-    X = torch.normal(0, 1, (num_examples, len(w)))
-    y = torch.matmul(X, w) + b
-    y = y + torch.normal(0, 0.01, y.shape)
-    return X, y.reshape((-1, 1))
-
 
 def linreg(X: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The linear model `X w + b`."""
@@ -311,40 +212,3 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     print(f"loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}")
     print(f"{metric[2] * num_epochs / timer.sum():.1f} examples/sec on {device}")
 
-
-# --- Fashion-MNIST -------------------------------------------------------------------------------
-
-def load_data_fashion_mnist(batch_size: int, resize=None):
-    """(training batches, reshuffled every pass; test batches in order) of Fashion-MNIST:
-    float images (N, 1, H, W) in [0, 1], int64 labels. Read from d2lai's data folder
-    (`D2LAI_DATA`, else `~/.cache/d2lai`); `resize` an int (square) or (height, width)."""
-    if isinstance(resize, numbers.Integral) and not isinstance(resize, bool):
-        resize = (int(resize), int(resize))
-    data = _data.FashionMNISTData(batch_size=batch_size, resize=resize or None)
-    return data.get_dataloader(True), data.get_dataloader(False)
-
-
-def get_fashion_mnist_labels(labels) -> list[str]:
-    """The Fashion-MNIST class names of label indices."""
-    names = _data.FashionMNISTData.labels
-    return [names[int(i)] for i in labels]
-
-
-# --- the book's data files -----------------------------------------------------------------------
-
-def download(url: str, folder: str | os.PathLike | None = None, sha1_hash: str | None = None
-             ) -> str:
-    """The local path of a data file: `url` (or a name in `DATA_HUB`) in `folder` (default:
-    d2lai's data folder), downloaded and SHA-1 checked first if it is not there yet."""
-    return str(_download(url, sha1_hash, root=folder))
-
-
-def extract(filename: str | os.PathLike, folder: str | os.PathLike | None = None) -> str:
-    """Unpack a zip or tar file into `folder` (default: beside it); the folder."""
-    return str(_extract(filename, folder))
-
-
-def download_extract(name: str, folder: str | None = None) -> str:
-    """Download a zip or tar file of `DATA_HUB` and unpack it beside itself; the folder it
-    holds (`folder`, else the archive's name without extension)."""
-    return str(_download_extract(name, folder))

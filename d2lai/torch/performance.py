@@ -1,6 +1,7 @@
-"""The computational-performance chapter's helpers for several devices: the list of devices
-that says how many GPUs a cell needs when it asks for one that is not there, the split of a
-minibatch over devices (CPU devices too), and the small ResNet-18 the chapter trains.
+"""The computational-performance chapter's helpers for several devices: the split of a
+minibatch over devices (CPU devices too) and the small ResNet-18 the chapter trains. (`Timer`
+and `Benchmark` are in `utils`; the device list that says how many GPUs a cell needs, in
+`tensors`.)
 """
 
 from __future__ import annotations
@@ -9,28 +10,10 @@ import torch
 from torch import nn
 
 from ..checks import positive_int
-from . import Residual
+from .models import Residual
+from .tensors import gpus_seen
 
-__all__ = ["Devices", "split_batch", "resnet18"]
-
-
-def _gpus_seen() -> str:
-    n = torch.cuda.device_count()
-    return f"PyTorch sees {n} GPU{'' if n == 1 else 's'}"
-
-
-class Devices(list):
-    """The devices `try_all_gpus()` gives: a plain list, except that asking for a device past
-    its end says how many GPUs that needs and how many there are."""
-
-    def __getitem__(self, i):
-        try:
-            return super().__getitem__(i)
-        except IndexError:
-            need = (i + 1 if i >= 0 else -i) if isinstance(i, int) else len(self) + 1
-            raise IndexError(f"devices[{i}] does not exist: this code needs {need} GPUs and "
-                             f"{_gpus_seen()} (try_all_gpus() gave {list(self)}). Run it on "
-                             f"a machine with {need} GPUs.") from None
+__all__ = ["split_batch", "resnet18"]
 
 
 def _check_devices(devices, what: str) -> list[torch.device]:
@@ -45,7 +28,7 @@ def _check_devices(devices, what: str) -> list[torch.device]:
     gpus = [d.index or 0 for d in devices if d.type == "cuda"]
     if gpus and max(gpus) >= torch.cuda.device_count():
         raise RuntimeError(f"{what}: the devices {[str(d) for d in devices]} need "
-                           f"{max(gpus) + 1} GPUs and {_gpus_seen()}")
+                           f"{max(gpus) + 1} GPUs and {gpus_seen()}")
     return devices
 
 
