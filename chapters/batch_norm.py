@@ -1,11 +1,35 @@
 """Batch Normalization: the layer from scratch, the two batch-normalized LeNets, and their training.
 
-Run the chapter with `python -m chapters.batch_norm` (`--help` for the flags).
+Run the chapter with `python -m chapters.batch_norm` (`--help` for the flags), or on several
+processes with `torchrun --nproc_per_node=2 -m chapters.batch_norm --cpu` (add `--sync-bn` for
+statistics over the whole batch).
+
+The "batch" of batch normalisation, across ranks. Trained data-parallel, each of N ranks
+computes its part of every batch: with `--batchsize 128` on 2 ranks, each rank's forward pass
+sees 64 images. Every other layer does not care how the batch is cut: the gradients of the parts,
+combined, are the gradient of the whole batch, and the ranks take one process's step. Batch
+normalisation does care, because its output depends on the batch it normalises with: by default
+each rank uses the mean and variance of its own 64 images, so the model trains as if with
+batch-norm batches of 64 (noisier statistics, a little more regularisation), and its moving
+statistics are rank 0's. That is what torch's `BatchNorm2d` does under DistributedDataParallel,
+and usually what one wants when each rank's part is large: no communication inside the forward
+pass.
+
+With synchronised statistics (`d2lai.distributed.sync_batch_norm(model)`, `--sync-bn`) the
+batch of batch normalisation is the whole global batch again: each layer sums the ranks' sums
+of values and of squared deviations (`mean_var_over_ranks`), normalises with the mean and
+variance of all 128 images, and its gradient flows back across the ranks the same way, so
+training equals one process's with batch 128. It costs two small all-reduces per layer and per
+step, in the forward and in the backward pass; worth it when each rank's part is small (a few
+images per GPU, as in detection or segmentation), where per-rank statistics are too noisy. For
+torch's layers the conversion is torch's `SyncBatchNorm`; for the scratch layer it is the
+`sync` switch of `batch_norm` below, one line around the same mathematics.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import time
 from collections.abc import Callable
@@ -17,10 +41,11 @@ import torch
 from torch import nn
 
 import d2lai
-from chapters.cli import common_flags, learning_rate, load_data
-from d2lai import AbstractClassifier, Descent, Trainer
+from chapters.cli import HelpFormatter, common_flags, learning_rate, load_data, run, tensorboard
+from d2lai import AbstractClassifier, Descent, RunTable, Trainer
 from d2lai.board import check_plot_path
-from d2lai.checks import ArgumentError, Check, count, number, positive_int
+from d2lai.checks import ArgumentError, Check, count, flag, number, positive_int
+from d2lai.distributed import is_main_process, mean_var_over_ranks, say, sync_batch_norm
 from d2lai.files import check_output_path, write_json
 
 __all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "main"]
@@ -28,12 +53,13 @@ __all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "ma
 
 def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                moving_mean: torch.Tensor, moving_var: torch.Tensor, eps: float,
-               momentum: float, train_mode: bool = True):
+               momentum: float, train_mode: bool = True, sync: bool = False):
     """Batch normalization of X; returns (Y, new moving mean, new moving variance).
 
     Training mode normalises with the batch mean and biased batch variance and moves the
     moving statistics towards the batch's (the variance unbiased, as torch does); prediction
     mode normalises with the moving statistics. Both then scale by gamma and shift by beta.
+    With `sync`, under torchrun, the batch is every rank's part of it together.
     """
     check_batch_norm(X, (gamma, beta, moving_mean, moving_var), eps, momentum, train_mode)
     if not train_mode:
@@ -43,9 +69,11 @@ def batch_norm(X: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
     dims = (0,) if X.ndim == 2 else (0, 2, 3)
     mean = X.mean(dim=dims, keepdim=True)
     var = ((X - mean) ** 2).mean(dim=dims, keepdim=True)
+    n = X.numel() // X.shape[1]  # values behind each feature's statistics
+    if sync:  # the batch is all ranks' parts: their statistics together (module docstring)
+        mean, var, n = mean_var_over_ranks(X, dims)
     X_hat = (X - mean) / torch.sqrt(var + eps)
     with torch.no_grad():
-        n = X.numel() // X.shape[1]
         new_mean = (1 - momentum) * moving_mean + momentum * mean
         new_var = (1 - momentum) * moving_var + momentum * var * (n / (n - 1))
     return gamma * X_hat + beta, new_mean, new_var
@@ -55,17 +83,24 @@ class BatchNormLayer(nn.Module):
     """Batch normalization from scratch: trainable gamma and beta, moving statistics as buffers.
 
     `norm_fn` is the mathematics (default `batch_norm`); pass another function with the same
-    signature and return value to try a variant without rewriting the layer.
+    signature and return value to try a variant without rewriting the layer. `sync=True`
+    (or `d2lai.distributed.sync_batch_norm(model)`) computes the statistics over every rank's
+    part of the batch under torchrun; `norm_fn` must then take `sync=` as `batch_norm` does.
     """
 
     def __init__(self, num_features: int, num_dims: int,
-                 norm_fn: Callable = batch_norm, eps: float = 1e-5, momentum: float = 0.1):
+                 norm_fn: Callable = batch_norm, eps: float = 1e-5, momentum: float = 0.1,
+                 sync: bool = False):
         super().__init__()
         args = LAYER_ARGS(dict(num_features=num_features, num_dims=num_dims, eps=eps,
-                               momentum=momentum))
+                               momentum=momentum, sync=sync))
+        if sync and "sync" not in inspect.signature(norm_fn).parameters:
+            raise ArgumentError(f"sync=True needs a norm_fn that takes sync= (as batch_norm "
+                                f"does); {getattr(norm_fn, '__name__', norm_fn)!r} does not")
         shape = (1, num_features) if num_dims == 2 else (1, num_features, 1, 1)
         self.num_features, self.num_dims = args["num_features"], args["num_dims"]
         self.norm_fn, self.eps, self.momentum = norm_fn, args["eps"], args["momentum"]
+        self.sync = args["sync"]
         self.gamma = nn.Parameter(torch.ones(shape))
         self.beta = nn.Parameter(torch.zeros(shape))
         self.register_buffer("moving_mean", torch.zeros(shape))
@@ -73,7 +108,8 @@ class BatchNormLayer(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         check_layer_input(self, X)
-        Y, moving_mean, moving_var = self.norm_fn(
+        norm_fn = partial(self.norm_fn, sync=True) if self.sync else self.norm_fn
+        Y, moving_mean, moving_var = norm_fn(
             X, self.gamma, self.beta, self.moving_mean, self.moving_var,
             self.eps, self.momentum, train_mode=self.training)
         if self.training:
@@ -97,7 +133,7 @@ def _num_dims(name: str, value) -> int:
 
 LAYER_ARGS = Check(num_features=positive_int, num_dims=_num_dims,
                    eps=partial(number, low=0, high=math.inf, open_low=True, open_high=True),
-                   momentum=partial(number, low=0, high=1))
+                   momentum=partial(number, low=0, high=1), sync=flag)
 
 
 def check_batch_norm(X: torch.Tensor, params: tuple, eps: float, momentum: float,
@@ -199,17 +235,27 @@ def first_batch_norm(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m chapters.batch_norm", parents=[common_flags("out")],
-        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST.")
-    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both")
-    p.add_argument("--lr", type=learning_rate, default=0.1,
-                   help="learning rate of Descent (default 0.1)")
+        formatter_class=HelpFormatter,
+        description="Train the chapter's batch-normalized LeNets on Fashion-MNIST. The epoch "
+                    "lines and the tables go to standard output (--log FILE copies them), "
+                    "progress bars to the terminal; Ctrl-C stops after saving (exit status "
+                    "130).")
+    p.add_argument("--model", choices=["scratch", "concise", "both"], default="both",
+                   help="which LeNet to train: scratch (the chapter's BatchNormLayer), "
+                        "concise (torch's BatchNorm2d/1d), or both, one after the other")
+    p.add_argument("--lr", type=learning_rate, default=0.1, help="learning rate of Descent")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun: batch-norm statistics over all ranks' parts of each "
+                        "batch (without it, each rank its own part's)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict]:
-    """Train the chosen models as the chapter does; print gamma/beta and a summary table."""
+    """Train the chosen models as the chapter does; print gamma/beta and a summary table with
+    each model's last and best epoch (also written to OUT/summary.csv)."""
     args = parse_args(argv)
     out = Path(args.out)
+    main_rank = is_main_process()  # under torchrun, rank 0 alone prints and writes
     if args.seed is not None:
         d2lai.seed(args.seed)
     names = list(MODELS) if args.model == "both" else [args.model]
@@ -218,42 +264,65 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         for name in names:
             check_output_path(out / f"{name}-history.json", "history")
             check_plot_path(out / f"{name}-board.png")
+        check_output_path(out / "summary.csv", "summary")
     except (OSError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
     data = load_data(args)
+    tensorboard(args)  # installed? (before anything is trained)
     results = {}
     for name in names:
         model = MODELS[name]()
+        if args.sync_bn:
+            model = sync_batch_norm(model)
         trainer = Trainer(model, data, Descent(args.lr), max_epochs=args.epochs,
                           gpu=not args.cpu, board_yscale="identity",
-                          board_path=out / f"{name}-board.png")
-        print(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
-              f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
+                          board_path=out / f"{name}-board.png",
+                          callbacks=tensorboard(args, out / "tensorboard" / name))
+        say(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
+            f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
         tic = time.perf_counter()
         model, metrics = d2lai.fit(trainer)
         seconds = time.perf_counter() - tic
         gamma, beta = first_batch_norm(model)
         show = partial(np.array2string, precision=4, max_line_width=100)
-        print(f"first batch-norm layer:\n  gamma = {show(gamma.numpy())}\n"
-              f"  beta  = {show(beta.numpy())}")
+        say(f"first batch-norm layer:\n  gamma = {show(gamma.numpy())}\n"
+            f"  beta  = {show(beta.numpy())}")
+        best = metrics.best()
         results[name] = {"model": type(model).__name__, "seconds": seconds,
                          "metrics": {k: v for k, v in vars(metrics).items() if k != "history"},
+                         "best": {k: v for k, v in vars(best).items() if k != "history"},
                          "history": trainer.history, "timings": trainer.timings}
-        try:
-            write_json(out / f"{name}-history.json", results[name])
-        except OSError as err:  # a full disk: the next model still trains
-            print(f"could not write {out / f'{name}-history.json'} ({err}); going on")
+        if main_rank:
+            write_or_say(out / f"{name}-history.json", partial(write_json, value=results[name]))
         if metrics.interrupted:  # Ctrl-C: the reader wants to stop, not start the next model
             break
-    print(f"\n{'model':<15}{'epochs':>7}{'train loss':>12}{'val loss':>10}{'val acc':>9}"
-          f"{'seconds':>9}")
-    for r in results.values():
-        m = {k: "-" if v is None else f"{v:.4f}" for k, v in r["metrics"].items()
-             if k in ("train_loss", "val_loss", "val_acc")}
-        print(f"{r['model']:<15}{r['metrics']['epochs']:>7}{m['train_loss']:>12}"
-              f"{m['val_loss']:>10}{m['val_acc']:>9}{r['seconds']:>9.1f}")
+    if main_rank:
+        table = summary(results)
+        table.print()
+        write_or_say(out / "summary.csv", table.to_csv)
     return results
 
 
+def write_or_say(path: Path, write) -> None:
+    """`write(path)`; a file that cannot be written (a full disk) is said, and the run goes on."""
+    try:
+        write(path)
+    except OSError as err:
+        print(f"could not write {path} ({err}); going on")
+
+
+def summary(results: dict[str, dict]) -> RunTable:
+    """A row a model: its last epoch's figures and, beside them, its best epoch (by validation
+    accuracy) and that epoch's validation figures: a net that ends below its best shows it."""
+    rows = []
+    for r in results.values():
+        m, b = r["metrics"], r["best"]
+        rows.append({"model": r["model"], "epochs": m["epochs"],
+                     **{k: m[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc")},
+                     "best_epoch": b["epoch"] or None, "best_val_loss": b["val_loss"],
+                     "best_val_acc": b["val_acc"], "seconds": r["seconds"]})
+    return RunTable(rows)
+
+
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from chapters.batch_norm import BatchNormLayer, BLeNetConcise, BLeNetScratch, batch_norm
-from chapters.cli import common_flags, learning_rate, load_data
+from chapters.cli import HelpFormatter, common_flags, learning_rate, load_data, run, tensorboard
 from d2lai import AbstractClassifier, Descent
 from d2lai.board import check_plot_path
 from d2lai.files import check_output_path, write_json
@@ -201,20 +201,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "with the same settings are kept, and the others trained)")
     common.add_argument("--resume", action="store_true",
                         help="kept for older commands: going on is what happens anyway")
-    common.add_argument("--tensorboard", action="store_true",
-                        help="also write TensorBoard logs under OUT/NAME/tensorboard/")
     p = argparse.ArgumentParser(
-        prog="python -m chapters.batch_norm_exercises",
-        description="The Batch Normalization chapter's exercises, trained on Fashion-MNIST.")
+        prog="python -m chapters.batch_norm_exercises", formatter_class=HelpFormatter,
+        description="The Batch Normalization chapter's exercises, trained on Fashion-MNIST. "
+                    "`NAME --help` lists an exercise's flags and their defaults.")
     sub = p.add_subparsers(dest="exercise", required=True, metavar="NAME")
     for name, (_, help_) in EXERCISES.items():
-        q = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        q = sub.add_parser(name, parents=[common], help=help_, description=help_,
+                           formatter_class=HelpFormatter)
         if name == "lr-sweep":
             q.add_argument("--lrs", type=learning_rate, nargs="+", default=LRS,
                            help="learning rates of Descent (default "
                                 f"{' '.join(f'{x:g}' for x in LRS)})")
         else:
-            q.add_argument("--lr", type=learning_rate, default=0.1, help="learning rate of Descent")
+            q.add_argument("--lr", type=learning_rate, default=0.1,
+                           help="learning rate of Descent")
         if name == "dropout":
             q.add_argument("--dropout", type=float, default=0.5, help="dropout probability")
     args = p.parse_args(argv)
@@ -244,7 +245,7 @@ def _check_outputs(out: Path, name: str, runs: list, label: dict) -> None:
         check_output_path(out / f"{name}.json", "table")
         for file in [f"{name}.png", *(["lr-sweep-accuracy.png"] if name == "lr-sweep" else [])]:
             check_plot_path(out / file)
-        for table in ("runs.json", "runs.csv"):
+        for table in ("runs.json", "runs.csv", "summary.csv"):
             check_output_path(out / name / table, "table")
         for run in runs:
             check_plot_path(_board(out, name, label[id(run.settings["variant"])],
@@ -273,30 +274,32 @@ def main(argv: list[str] | None = None) -> RunTable:
     runs = grid({"lr": lrs, "variant": variants})
     _check_outputs(out, name, runs, label)
     data = load_data(args)
+    tensorboard(args)  # installed? (before anything is trained)
 
     def build(s):
         return {"model": s["variant"](), "data": data, "opt": Descent(s["lr"]),
                 "board_path": _board(out, name, label[id(s["variant"])], s["lr"])}
 
-    try:
-        table = sweep(runs, build, out / name, restart=args.restart, verbose=True,
-                      tensorboard=args.tensorboard, max_epochs=args.epochs, gpu=not args.cpu,
-                      seed=args.seed, board_yscale="identity")
-    except ImportError as err:  # --tensorboard without the package
-        raise SystemExit(f"error: {err}") from None
+    table = sweep(runs, build, out / name, restart=args.restart, verbose=True,
+                  tensorboard=args.tensorboard, max_epochs=args.epochs, gpu=not args.cpu,
+                  seed=args.seed, board_yscale="identity")
     names = {run.name for run in runs}
     table = RunTable(r for r in table.records if r["run"] in names)
     sizes = {text: _sizes(make) for text, make in variants.items()}
     rows = RunTable({"variant": r["variant"], "lr": r["lr"], **sizes[r["variant"]],
                      "epochs": r["epoch"], **{k: r[k] for k in ("train_loss", "train_acc",
-                                                                "val_loss", "val_acc", "status")},
-                     "seconds": r["run_s"]} for r in table.final().records)
+                                                                "val_loss", "val_acc")},
+                     **{k: r[k] for k in ("best_epoch", "best_val_loss", "best_val_acc")},
+                     "status": r["status"], "seconds": r["run_s"]}
+                    for r in table.final().records)
     text = rows.print()
     saved = out / f"{name}.json"
+    _keep(out / name / "summary.csv", lambda: rows.to_csv(out / name / "summary.csv"))
     if _keep(saved, lambda: write_json(saved, {"exercise": name, "args": vars(args),
                                                "table": text, "rows": rows.records,
                                                "records": table.records})):
-        print(f"table written to {saved} and {out / name / 'runs.csv'}")
+        print(f"table written to {saved}, {out / name / 'summary.csv'} (a row a run) and "
+              f"{out / name / 'runs.csv'} (a row an epoch)")
     plots = {f"{name}.png": (table.plot_curves(["train_loss", "val_acc"]), title)}
     if name == "lr-sweep":
         plots["lr-sweep-accuracy.png"] = (table.plot_final("val_acc", "lr", by="variant"),
@@ -310,4 +313,4 @@ def main(argv: list[str] | None = None) -> RunTable:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

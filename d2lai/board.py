@@ -18,9 +18,9 @@ from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import is_color_like
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
-__all__ = ["ProgressBoard", "draw", "save_plot", "save_gif"]
+__all__ = ["ProgressBoard", "draw", "save_plot", "save_gif", "figure_panel"]
 
 SCALES = {"identity": "linear", "linear": "linear", "log10": "log", "log": "log"}
 MAX_INCHES = 50  # Plots.jl's `size` is in pixels; (600, 400) inches here would be gigapixels
@@ -129,21 +129,76 @@ def _fmt_x(x: float) -> str:
     return str(int(x)) if x.is_integer() else f"{x:.4g}"
 
 
-class ProgressBoard:
-    """Named series of (x, y) points on one set of axes.
+PANELS = {"loss": "loss", "acc": "accuracy", "ppl": "perplexity", "lr": "learning rate"}
 
-    `ylabels` names series in advance: each gets its colour and legend slot in that order,
-    series drawn later the following ones; `colors` are cycled over the slots. `size` is
-    `figsize` (inches) under the Julia name. Uses a bare matplotlib `Figure` (no pyplot), so
-    nothing pops up in a terminal and it works headless; in a Jupyter kernel the figure is
-    shown in the cell and updated in place.
+
+def figure_panel(label: str) -> str:
+    """The panel a trainer's figure (`label`) goes on: its kind without the split, `train_loss` and
+    `val_loss` on "loss", `train_acc` and `val_acc` on "accuracy", `val_ppl` on "perplexity",
+    `lr` on "learning rate"; any other figure on a panel of its own name.
+
+    >>> figure_panel("val_acc")
+    'accuracy'
+    """
+    split, _, kind = label.partition("_")
+    kind = kind if split in ("train", "val", "test") and kind else label
+    return PANELS.get(kind, kind.replace("_", " "))
+
+
+def _readable_ticks(ax, log: bool) -> None:
+    """Four to eight labelled y ticks at plain numbers: a log axis over less than a decade gets
+    them at round values (matplotlib would label one or two), a wider one at 1, 2, 3 and 5 of
+    each decade, 1, 2 and 5 from two decades, the powers of ten from four."""
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    steady = MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10], min_n_ticks=4)
+    if not log:
+        ax.yaxis.set_major_locator(steady)
+        return
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 else math.inf
+    if decades < 1:
+        ax.yaxis.set_major_locator(steady)
+    else:
+        subs = (1.0, 2.0, 3.0, 5.0) if decades < 2 else (1.0, 2.0, 5.0) if decades < 4 else (1.0,)
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+class ProgressBoard:
+    """Named series of (x, y) points, drawn as they grow: live in Jupyter, saved as PNG or GIF.
+
+    Args:
+        xlabel: the x axis's label ("epoch").
+        ylabels: series named in advance: each gets its colour and legend slot in that order,
+            series drawn later the following ones.
+        xscale, yscale: "identity" (or "linear") or "log10" (or "log"), the book's names.
+        colors: matplotlib colours, cycled over the slots.
+        size, figsize: (width, height) in inches (`size` is the Julia name); default 6 x 4
+            for one panel, taller for more.
+        live: redraw in the notebook cell at each `draw` (None: when in a Jupyter kernel).
+        title: the title (the best point is added to it, see `mark_best`).
+        panel_of: a function of a series' name that gives the panel (a labelled axes of its
+            own) it goes on; None: one panel for all. The trainer's board uses
+            `figure_panel`: losses on one panel, accuracies on another (always linear),
+            perplexity and learning rate on their own.
+
+    Uses a bare matplotlib `Figure` (no pyplot), so nothing pops up in a terminal and it works
+    headless. Every y axis gets five or so labelled ticks, on a log scale too.
+
+    >>> board = ProgressBoard("epoch", yscale="log10")
+    >>> for epoch in range(1, 4):
+    ...     board.draw(epoch, 1 / epoch, "train_loss")
+    >>> board.save_plot("board.png")
+    'board.png'
     """
 
     def __init__(self, xlabel: str | None = "epoch", ylabels: Sequence[str] = (), *,
                  xscale: str = "identity", yscale: str = "identity",
                  colors: Sequence | None = None, size: tuple[float, float] | None = None,
                  figsize: tuple[float, float] | None = None, live: bool | None = None,
-                 title: str | None = None):
+                 title: str | None = None, panel_of=None):
         if xlabel is not None and not isinstance(xlabel, str):
             raise TypeError(f"xlabel must be a str or None, got {_what(xlabel)}")
         if isinstance(ylabels, str) or not isinstance(ylabels, Sequence):
@@ -171,6 +226,10 @@ class ProgressBoard:
                             f"got {_what(live)}")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title must be a str or None, got {_what(title)}")
+        if panel_of is not None and not callable(panel_of):
+            raise TypeError(f"panel_of must be a function of a series name (e.g. "
+                            f"d2lai.board.figure_panel) or None, got {_what(panel_of)}")
+        self.panel_of, self.fixed_size = panel_of, bool(given)
         self.xlabel, self.ylabels, self.title = xlabel, list(ylabels), title
         self.xscale, self.yscale = check_scale("xscale", xscale), check_scale("yscale", yscale)
         self.colors = list(colors)
@@ -226,41 +285,76 @@ class ProgressBoard:
                and (not xlog or a > 0) and (not ylog or b > 0)]
         return [a for a, _ in pts], [b for _, b in pts]
 
+    def panels(self) -> dict[str | None, list[str]]:
+        """The series by panel, in slot order: losses first, accuracies next, then the others
+        as first drawn (one panel, None, without `panel_of`)."""
+        groups: dict[str | None, list[str]] = {}
+        for label in self.labels():
+            groups.setdefault(self.panel_of(label) if self.panel_of else None, []).append(label)
+        rank = {"loss": 0, "accuracy": 1}
+        order = sorted(groups, key=lambda p: (rank.get(p, 2), list(groups).index(p)))
+        return {p: groups[p] for p in order} or {None: []}
+
     def _plot(self, ax, upto: float, legend_at: str | tuple[float, float] = "best") -> None:
-        """Draw every series (points with x <= `upto`) and the best point on `ax`."""
-        ax.set_xscale(self.xscale)
-        ax.set_yscale(self.yscale)
+        """Draw every series (points with x <= `upto`) and the best point on one axes `ax` (a
+        subclass may draw its own way here)."""
+        panels = self.panels()
+        self._plot_panels([ax], upto, [legend_at],
+                          panels if len(panels) == 1 else {None: self.labels()})
+
+    def _draw(self, axes, upto: float, legend_at: list | None = None) -> None:
+        """Draw the board on `axes`, one for each of `panels()`: one panel through `_plot`."""
+        if len(axes) == 1:
+            self._plot(axes[0], upto, legend_at[0] if legend_at else "best")
+        else:
+            self._plot_panels(axes, upto, legend_at, self.panels())
+
+    def _plot_panels(self, axes, upto: float, legend_at: list | None,
+                     panels: dict[str | None, list[str]]) -> None:
+        """Draw each panel's series (points with x <= `upto`) and the best point."""
         title, allx = self.title, []
-        for i, label in enumerate(self.labels()):
-            xs, ys = self._points(label, upto)
-            allx += xs
-            color = self.colors[i % len(self.colors)]
-            ax.plot(xs, ys, marker="o", markersize=3, color=color, label=label)
-            if self.best is not None and self.best[0] == label and xs:
-                pick = min if self.best[1] == "min" else max
-                k = pick(range(len(ys)), key=ys.__getitem__)  # the first on ties
-                ax.plot([xs[k]], [ys[k]], marker="*", markersize=14, linestyle="none",
-                        color=color, markeredgecolor="black", label="_best", gid="best",
-                        zorder=3)
-                ax.annotate(_fmt(ys[k]), (xs[k], ys[k]), xytext=(0, 9),
-                            textcoords="offset points", ha="center", color=color, gid="best")
-                if title:
-                    title += (f": best {label.replace('_', ' ')} {_fmt(ys[k])} at "
-                              f"{self.xlabel or 'x'} {_fmt_x(xs[k])}")
+        for k, (ax, (panel, labels)) in enumerate(zip(axes, panels.items(), strict=True)):
+            log = check_scale("yscale", self.yscale) == "log" and panel != "accuracy"
+            ax.set_xscale(self.xscale)
+            ax.set_yscale("log" if log else "linear")
+            for i, label in enumerate(labels):
+                xs, ys = self._points(label, upto)
+                allx += xs
+                slot = i if self.panel_of else self.labels().index(label)
+                color = self.colors[slot % len(self.colors)]
+                ax.plot(xs, ys, marker="o", markersize=3, color=color, label=label)
+                if self.best is not None and self.best[0] == label and xs:
+                    pick = min if self.best[1] == "min" else max
+                    j = pick(range(len(ys)), key=ys.__getitem__)  # the first on ties
+                    ax.plot([xs[j]], [ys[j]], marker="*", markersize=14, linestyle="none",
+                            color=color, markeredgecolor="black", label="_best", gid="best",
+                            zorder=3)
+                    ax.annotate(_fmt(ys[j]), (xs[j], ys[j]), xytext=(0, 9),
+                                textcoords="offset points", ha="center", color=color,
+                                gid="best")
+                    if title:
+                        title += (f": best {label.replace('_', ' ')} {_fmt(ys[j])} at "
+                                  f"{self.xlabel or 'x'} {_fmt_x(xs[j])}")
+            if panel is not None:
+                ax.set_ylabel(panel)
+            if labels:
+                ax.legend(loc=legend_at[k] if legend_at else "best")
+            ax.grid(True, alpha=0.3)
+            _readable_ticks(ax, log)
         if self.xlabel is not None:
-            ax.set_xlabel(self.xlabel)
+            axes[-1].set_xlabel(self.xlabel)
         if all(x.is_integer() for x in allx):
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
         if title:
-            ax.set_title(title)
-        if self.labels():
-            ax.legend(loc=legend_at)
-        ax.grid(True, alpha=0.3)
+            axes[0].set_title(title)
 
     def figure(self, upto: float = math.inf) -> Figure:
-        """A figure of every series, keeping only points with x <= `upto`."""
-        fig = Figure(figsize=self.figsize, layout="constrained")
-        self._plot(fig.add_subplot(), upto)
+        """A figure of every series, a panel for each of `panels()`, keeping only points with
+        x <= `upto`."""
+        n = len(self.panels())
+        size = self.figsize if self.fixed_size or n == 1 else (self.figsize[0], 1.2 + 2.6 * n)
+        fig = Figure(figsize=size, layout="constrained")
+        self._draw(fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0], upto)
         return fig
 
     def _show(self) -> None:
@@ -296,17 +390,21 @@ class ProgressBoard:
         if not steps:
             raise ValueError("save_gif: the board is empty (no finite points); draw some first")
         fig = self.figure()
-        ax = fig.axes[0]
-        FigureCanvasAgg(fig).draw()  # lay out the whole board once: limits and legend stay put
-        xlim, ylim = ax.get_xlim(), ax.get_ylim()
-        legend = ax.get_legend().get_window_extent().transformed(ax.transAxes.inverted())
+        axes = fig.axes
+        FigureCanvasAgg(fig).draw()  # lay out the whole board once: limits and legends stay put
+        limits = [(ax.get_xlim(), ax.get_ylim()) for ax in axes]
+        legends = [None if ax.get_legend() is None else ax.get_legend().get_window_extent()
+                   .transformed(ax.transAxes.inverted()) for ax in axes]
+        spots = [(box.x0, box.y0) if box is not None else "best" for box in legends]
 
         def frame(i: int):
-            ax.clear()
-            self._plot(ax, steps[i], legend_at=(legend.x0, legend.y0))
-            ax.set_xlim(xlim)
-            ax.set_ylim(ylim)
-            return ax.get_children()
+            for ax in axes:
+                ax.clear()
+            self._draw(axes, steps[i], legend_at=spots)
+            for ax, (xlim, ylim) in zip(axes, limits, strict=True):
+                ax.set_xlim(xlim)
+                ax.set_ylim(ylim)
+            return [child for ax in axes for child in ax.get_children()]
 
         file.parent.mkdir(parents=True, exist_ok=True)
         FuncAnimation(fig, frame, frames=len(steps)).save(file, writer=PillowWriter(fps=fps))
@@ -333,15 +431,40 @@ def _check_board(fn: str, board) -> ProgressBoard:
 
 
 def draw(board: ProgressBoard, x, y, label: str) -> None:
-    """Add point(s) `(x, y)` to the series `label` of `board`."""
+    """Add point(s) `(x, y)` to the series `label` of `board`, as the Julia text calls it.
+
+    Args:
+        board: a `ProgressBoard`.
+        x, y: numbers, or equal-length sequences, arrays or tensors.
+        label: the series' name.
+
+    >>> d2lai.draw(board, 1, 0.5, "train_loss")
+    """
     _check_board("draw", board).draw(x, y, label)
 
 
 def save_plot(board: ProgressBoard, path: str | os.PathLike = "plot_1.png") -> str:
-    """Write `board` as an image; the path written."""
+    """Write `board` as an image (the format from the extension); returns the path written.
+
+    Args:
+        board: a `ProgressBoard`.
+        path: .png, .svg, .pdf, ...; a name without extension gets .png.
+
+    >>> d2lai.save_plot(trainer.board, "out/board.png")
+    'out/board.png'
+    """
     return _check_board("save_plot", board).save_plot(path)
 
 
 def save_gif(board: ProgressBoard, path: str | os.PathLike = "anim_fps.gif", fps: int = 15) -> str:
-    """Write `board` as an animated GIF, one frame per distinct x; the path written."""
+    """Write `board` as an animated GIF, one frame per distinct x; returns the path written.
+
+    Args:
+        board: a `ProgressBoard`.
+        path: the .gif file.
+        fps: frames a second.
+
+    >>> d2lai.save_gif(trainer.board, "out/board.gif", fps=5)
+    'out/board.gif'
+    """
     return _check_board("save_gif", board).save_gif(path, fps)

@@ -14,7 +14,7 @@ import numbers
 from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
-           "TRAINER", "trainable", "data_module", "callbacks", "optimizer_of"]
+           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -121,6 +121,8 @@ def trainable(model, data, opt, custom_loop: bool) -> None:
     if "train" in vars(model) or not callable(getattr(model, "train", None)):
         raise TypeError(f"model {type(model).__name__} has a field named 'train', which hides "
                         f"nn.Module.train() (the switch to training mode): rename the field")
+    if not custom_loop:
+        own_epoch(model)
     data_module(data)
     for split in ("train", "val"):
         tensors = getattr(data, split, None)
@@ -137,6 +139,40 @@ def trainable(model, data, opt, custom_loop: bool) -> None:
     if not (opt is None or isinstance(opt, RULES) or stepper or custom_loop):
         raise TypeError(f"opt must be {ACCEPTED}, or None when the model has its own "
                         f"configure_optimizers(); got {type(opt).__name__}")
+
+
+OWN_EPOCH = """\
+{where}: the Julia text's own fit_epoch(model, opt; train_dataloader, val_dataloader,
+gradient_clip_val). d2lai.Trainer runs its own epoch and would ignore it, so it is refused.
+In Python the epoch is a method of the trainer: write it in a subclass, where the text's
+arguments are self.model, self.optimizer (the rule bound to the model) or self.opt (the opt
+given), self.data.train_dataloader(), self.data.val_dataloader() and self.gradient_clip_val:
+
+    class MyTrainer(d2lai.Trainer):
+        def fit_epoch(self):
+            losses = []
+            for batch in self.data.train_dataloader():
+                ...                               # the text's update
+                losses.append(loss.item())
+            return {{"train_loss": sum(losses) / len(losses)}}   # then fit validates
+
+    model, metrics = d2lai.fit(MyTrainer(model, data, opt, max_epochs=5))
+
+(Return None instead if your fit_epoch validates and records its figures itself.)"""
+
+
+def own_epoch(model) -> None:
+    """Refuse an epoch written the Julia text's way, as a function of the model (a method of
+    its class, or `d2lai.fit_epoch = ...`), which the trainer would silently ignore."""
+    import sys
+
+    if callable(getattr(type(model), "fit_epoch", None)):
+        where = f"{type(model).__name__} defines fit_epoch"
+    elif "fit_epoch" in vars(sys.modules[__package__]):
+        where = "d2lai.fit_epoch was assigned"
+    else:
+        return
+    raise TypeError(OWN_EPOCH.format(where=where))
 
 
 def data_module(data) -> None:

@@ -2,7 +2,22 @@
 
 Each rule has Flux's (Optimisers.jl's) name, argument order and defaults, and maps to the torch
 optimiser that does the same arithmetic; `OptimiserChain(WeightDecay(λ), rule)` adds L2
-regularisation the Flux way.
+regularisation the Flux way, `OptimiserChain(rule)` (or Flux's older name `Optimiser(rule)`)
+is the rule alone.
+
+Weight decay by parameter group. A rule applies to every parameter alike. To decay some
+parameters and not others (the usual choice: weights decayed, biases and batch-norm scales and
+shifts not), give the Trainer a torch optimiser with parameter groups; `fit` uses it as it is,
+and a learning-rate scheduler (`d2lai.LRScheduler`) steps every group:
+
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]      # weight matrices, kernels
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases, gamma, beta
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": 5e-4},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=0.1)
+    d2lai.fit(Trainer(model, data, opt))
+
+(A LazyLinear has no shape before its first batch: build such a model's groups after one
+forward pass, or from the layer types.)
 """
 
 from __future__ import annotations
@@ -15,7 +30,8 @@ import torch
 from torch import nn
 
 __all__ = ["Descent", "Momentum", "Nesterov", "RMSProp", "AdaGrad", "AdaDelta", "Adam", "AdaMax",
-           "AdamW", "WeightDecay", "OptimiserChain", "setup", "describe_opt", "opt_text"]
+           "AdamW", "WeightDecay", "OptimiserChain", "Optimiser", "setup", "describe_opt",
+           "opt_text"]
 
 LR_MAX = torch.finfo(torch.float32).max  # torch's step takes lr as a float32 factor
 EPS_MIN = torch.finfo(torch.float32).tiny  # a smaller eps is 0 in float32: 0/0 is NaN
@@ -200,28 +216,39 @@ BASE_RULES = (Descent, Momentum, Nesterov, RMSProp, AdaGrad, AdaDelta, Adam, Ada
 
 @dataclass(init=False)
 class OptimiserChain:
-    """OptimiserChain(WeightDecay(λ), rule): rule on dx + λ x, i.e. its torch weight_decay=λ."""
+    """OptimiserChain(WeightDecay(λ), rule): rule on dx + λ x, i.e. its torch weight_decay=λ.
+    OptimiserChain(rule): the rule alone (a chain of one, as the Julia text writes
+    `Flux.Optimiser(Descent(1.))`)."""
 
     opts: tuple
 
     def __init__(self, *opts):
         self.opts = opts
-        if not (len(opts) == 2 and isinstance(opts[0], WeightDecay)
-                and isinstance(opts[1], BASE_RULES)):
+        alone = len(opts) == 1 and isinstance(opts[0], (*BASE_RULES, AdamW))
+        decayed = (len(opts) == 2 and isinstance(opts[0], WeightDecay)
+                   and isinstance(opts[1], BASE_RULES))
+        if not (alone or decayed):
             names = ", ".join(r.__name__ for r in BASE_RULES)
             got = ", ".join(map(repr, opts))
-            raise ValueError(f"OptimiserChain supports only OptimiserChain(WeightDecay(λ), rule), "
-                             f"rule one of {names} (decoupled decay: AdamW), "
-                             f"got OptimiserChain({got})")
+            raise ValueError(f"OptimiserChain supports OptimiserChain(rule) and "
+                             f"OptimiserChain(WeightDecay(λ), rule), rule one of {names} "
+                             f"(or AdamW alone: its decay is its own), got "
+                             f"OptimiserChain({got})")
 
     def setup(self, params) -> torch.optim.Optimizer:
+        if len(self.opts) == 1:
+            return self.opts[0].setup(params)
         decay, rule = self.opts
         return rule.setup(params, weight_decay=decay.weight_decay)
 
 
+Optimiser = OptimiserChain  # Flux's older name of a chain: `Flux.Optimiser(Descent(1.))`
+
+
 RULES = (*BASE_RULES, AdamW, OptimiserChain)
 ACCEPTED = (", ".join(r.__name__ for r in (*BASE_RULES, AdamW))
-            + ", OptimiserChain(WeightDecay(λ), rule) or a torch.optim.Optimizer")
+            + ", OptimiserChain(rule), OptimiserChain(WeightDecay(λ), rule) or a "
+              "torch.optim.Optimizer")
 
 
 def setup(rule, model: nn.Module) -> torch.optim.Optimizer:

@@ -23,12 +23,14 @@ from typing import Any
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, MultipleLocator
 
 from .board import check_plot_path
 from .callbacks import Callback
+from .callbacks.base import default_monitor, monitor_mode
 from .definition import differences, run_definition
 from .device import seed as seed_all
+from .distributed import is_main_process, say
 from .files import check_output_path, claim, write_json, write_whole
 from .trainer import Metrics, Trainer
 
@@ -36,8 +38,9 @@ __all__ = ["Run", "grid", "sweep", "RunTable"]
 
 FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
 COLUMNS = ("run", "epoch", *FIGURES, "epoch_s", "run_s", "status")  # then the settings
-FINISHED = ("ok", "diverged", "failed")  # "interrupted" runs are redone by the next sweep
-BAD = ("diverged", "failed")
+FINISHED = ("ok", "diverged", "failed", "no progress")  # "interrupted" runs are redone
+BAD = ("diverged", "failed", "no progress")
+LEARNING_BUDGET = 500  # optimiser steps after which a run stuck at chance has "failed"
 TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
         "val_acc": "accuracy/val", "epoch_s": "seconds/epoch"}
 _TRAINER_ARGS = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
@@ -62,6 +65,8 @@ class Run:
     """One run of a sweep: its unique `name` and the `settings` its build gets.
 
     `columns` holds the settings as the table shows them (by name); filled in if not given.
+
+    >>> Run("lr=0.1", {"lr": 0.1})           # grid names and builds them for you
     """
 
     name: str
@@ -91,6 +96,15 @@ def grid(settings: dict[str, list]) -> list[Run]:
     """Every combination of the named settings once, the last setting varying fastest.
 
     A setting's values are a list, or a dict {name: value} to name them in the run names.
+
+    Args:
+        settings: setting name -> its values.
+
+    Returns:
+        A `Run` for each combination.
+
+    >>> [run.name for run in grid(dict(net={"BN": BLeNetConcise, "plain": LeNet}, lr=[0.1, 1.0]))]
+    ['net=BN,lr=0.1', 'net=BN,lr=1', 'net=plain,lr=0.1', 'net=plain,lr=1']
     """
     if not isinstance(settings, dict) or not settings:
         raise ValueError(f"grid takes a non-empty dict of settings, e.g. dict(lr=[0.01, 0.1]), "
@@ -188,19 +202,21 @@ class _Recorder(Callback):
 
 
 def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
-    """interrupted, diverged (non-finite), failed (stuck: chance accuracy, a loss worse than a
-    uniform guess's log(classes), or a loss that never fell below the first epoch's), or ok."""
+    """What was observed: interrupted, diverged (non-finite), ok, or stuck (chance accuracy, a
+    loss worse than a uniform guess's log(classes), or a loss that never fell below the first
+    epoch's): "failed" after `LEARNING_BUDGET` optimiser steps or more, which is enough for
+    these nets to leave chance, else "no progress" (too short a run to say it cannot learn)."""
     if metrics.interrupted:
         return "interrupted"
     if metrics.diverged or _finite(metrics.train_loss) is None \
             or _finite(metrics.val_loss) is None:
         return "diverged"
-    if metrics.val_acc is not None and classes and (metrics.val_acc < 1.5 / classes
-                                                    or metrics.train_loss > math.log(classes)):
-        return "failed"
     losses = [r["train_loss"] for r in records]
-    if len(losses) >= 2 and not any(loss < losses[0] for loss in losses[1:]):
-        return "failed"
+    stuck = (metrics.val_acc is not None and classes
+             and (metrics.val_acc < 1.5 / classes or metrics.train_loss > math.log(classes))) \
+        or (len(losses) >= 2 and not any(loss < losses[0] for loss in losses[1:]))
+    if stuck:
+        return "failed" if metrics.steps >= LEARNING_BUDGET else "no progress"
     return "ok"
 
 
@@ -233,6 +249,27 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
     settings, the Trainer's arguments, the data's, the seed). A sweep run again with the same
     `out` skips the runs finished there with the same definition, and trains again those whose
     definition changed, saying what changed (`restart=True` starts over).
+
+    Args:
+        runs_or_settings: a dict of settings (as `grid` takes) or a list of `Run`s.
+        build: a function of a run's settings that returns `(model, data, opt)`, or a dict
+            with those keys and any other Trainer arguments.
+        out: folder for runs.csv and runs.json (and TensorBoard's files).
+        restart: train again the runs finished in `out`.
+        tensorboard: also write each run's scalars and settings under out/tensorboard/<run>/.
+        callbacks: callbacks given to every run's Trainer.
+        verbose: each run's epoch lines and bars.
+        **trainer_kwargs: Trainer arguments for every run (`max_epochs=`, `gpu=`, ...).
+
+    Returns:
+        A `RunTable`, a record an epoch of each run with its status (`ok`, `diverged`,
+        `failed`, `no progress`, `interrupted`); `table.models` and `table.metrics` map each
+        run trained by this call to its trained model (on the CPU) and its `Metrics`.
+
+    >>> table = d2lai.sweep(dict(lr=[0.1, 1.0]), lambda s: (Net(), data, Descent(s["lr"])),
+    ...                     "out/lr", max_epochs=5)
+    >>> table.final().print()                 # last and best epoch of each run
+    >>> table.metrics["lr=0.1"].best().val_acc, table.models["lr=0.1"]
     """
     runs = grid(runs_or_settings) if isinstance(runs_or_settings, dict) else runs_or_settings
     if not isinstance(runs, (list, tuple)) or not all(isinstance(r, Run) for r in runs):
@@ -256,7 +293,8 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         out = check_output_path(out, "out", folder=True)
         for table in ("runs.json", "runs.csv"):
             check_output_path(out / table, "the sweep's table")
-        lock = claim(out, "out", "sweep", folder=True)  # held until the sweep ends
+        if is_main_process():  # held until the sweep ends; under torchrun, by rank 0
+            lock = claim(out, "out", "sweep", folder=True)
     try:
         return _train_all(runs, build, out, restart, tensorboard, [*callbacks], verbose,
                           trainer_kwargs)
@@ -269,37 +307,41 @@ def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool
                tensorboard: bool, callbacks: list, verbose: bool, trainer_kwargs: dict):
     """The sweep itself: the runs finished in `out` kept, the others trained one by one."""
     names = [r.name for r in runs]
-    records, definitions, done = [], {}, set()
+    records, definitions, done, models, metrics_of = [], {}, set(), {}, {}
     if out is not None:
-        if restart:
+        if restart and is_main_process():  # under torchrun, rank 0 alone writes
             for file in (out / "runs.json", out / "runs.csv"):
                 file.unlink(missing_ok=True)
-        records, definitions = _finished(out)
+        records, definitions = ([], {}) if restart else _finished(out)
         done = _unchanged(runs, records, definitions, build, verbose, trainer_kwargs)
         records = [r for r in records if r["run"] in done or r["run"] not in names]
         if done:
-            print(f"skipping {len(done)} of {len(runs)} runs already finished in {out} "
+            say(f"skipping {len(done)} of {len(runs)} runs already finished in {out} "
                   f"(restart=True starts over)")
     for i, run in enumerate(runs, 1):
         if run.name in done:
             continue
-        print(f"[{i}/{len(runs)}] {run.name}: training")
-        logdir = out / "tensorboard" / _folder(run.name) if tensorboard else None
+        say(f"[{i}/{len(runs)}] {run.name}: training")
+        logdir = (out / "tensorboard" / _folder(run.name) if tensorboard and is_main_process()
+                  else None)
         if logdir is not None and logdir.exists():
             shutil.rmtree(logdir)  # an earlier, unfinished try of this run
         recorder = _Recorder(run, logdir)
         trainer = _trainer(run, build, callbacks, verbose, trainer_kwargs, recorder)
         definitions[run.name] = run_definition(trainer, run.columns)
-        _, metrics = trainer.fit()
+        models[run.name], metrics = trainer.fit()
+        metrics_of[run.name] = metrics
         records += recorder.records
-        print(f"[{i}/{len(runs)}] {run.name}: {_outcome(recorder.records)}")
-        if out is not None:
+        say(f"[{i}/{len(runs)}] {run.name}: {_outcome(recorder.records)}")
+        if out is not None and is_main_process():
             _save(out, records, definitions)
         if metrics.interrupted:
             again = "; run it again with the same out to go on" if out is not None else ""
-            print(f"interrupted: the sweep stops here{again}")
+            say(f"interrupted: the sweep stops here{again}")
             break
-    return RunTable(records)
+    table = RunTable(records)
+    table.models, table.metrics = models, metrics_of
+    return table
 
 
 def _save(out: Path, records: list[dict], definitions: dict) -> None:
@@ -314,7 +356,7 @@ def _save(out: Path, records: list[dict], definitions: dict) -> None:
         try:
             write(out / name)
         except OSError as err:
-            print(f"could not write {out / name} ({err}): the sweep goes on; its table is "
+            say(f"could not write {out / name} ({err}): the sweep goes on; its table is "
                   f"returned at the end")
 
 
@@ -331,7 +373,7 @@ def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: C
         saved = definitions.get(run.name)
         changed = ["no definition recorded"] if saved is None else differences(saved, ours)
         if changed:
-            print(f"[{i}/{len(runs)}] {run.name}: {'; '.join(changed)}: training it again")
+            say(f"[{i}/{len(runs)}] {run.name}: {'; '.join(changed)}: training it again")
         else:
             same.add(run.name)
     return same
@@ -411,6 +453,16 @@ def _complete(rows: list[dict]) -> bool:
 
 # --- the table ------------------------------------------------------------------------------
 
+def _accuracy_axis(ax, metric: str) -> None:
+    """An accuracy's whole range, 0 to 1, ticked every 0.1, so that a run at chance is seen at
+    chance; other figures keep matplotlib's limits with six or so ticks."""
+    if "acc" in metric:
+        ax.set_ylim(0, 1)
+        ax.yaxis.set_major_locator(MultipleLocator(0.1))
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+
+
 _INT = re.compile(r"[+-]?(0|[1-9]\d*)")  # as str(int) writes it: "007" is no int
 _FLOAT = re.compile(r"[+-]?((0|[1-9]\d*)(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf)")
 KNOWN = {"run": str, "status": str, "epoch": int,
@@ -472,13 +524,26 @@ def _shown(text) -> str:
 
 
 class RunTable:
-    """Records (dicts), one an epoch of each run: print, save, load, compare and plot them."""
+    """Records (dicts), one an epoch of each run: print, save, load, compare and plot them.
+
+    Args:
+        records: dicts with at least a `run` key (a sweep's: `epoch`, the figures, `epoch_s`,
+            `run_s`, `status` and the settings).
+
+    `models` and `metrics` are filled by `sweep` (run name -> trained model, `Metrics`).
+
+    >>> table = RunTable.from_csv("out/bn/runs.csv")
+    >>> table.final().print(["run", "epoch", "val_acc", "best_epoch", "best_val_acc"])
+    >>> table.plot_curves(["train_loss", "val_acc"], "curves.png")
+    """
 
     def __init__(self, records: Iterable[dict] = ()):
         records = list(records)
         for i, r in enumerate(records, 1):
             _check_record(i, r)
         self.records: list[dict] = [dict(r) for r in records]
+        self.models: dict[str, Any] = {}
+        self.metrics: dict[str, Metrics] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -493,11 +558,25 @@ class RunTable:
             _check_record(i, r, need_run=True)
         return list(dict.fromkeys(r["run"] for r in self.records))
 
-    def final(self) -> RunTable:
-        """The last record of each run."""
-        names = self.runs()
-        last = {r["run"]: r for r in self.records}
-        return RunTable(last[name] for name in names)
+    def final(self, monitor: str | None = None) -> RunTable:
+        """The last record of each run, with its best epoch beside it: `best_epoch` (by
+        `monitor`, default `val_acc`, else `val_loss`; the first on ties) and that epoch's
+        figures as `best_train_loss`, `best_train_acc`, `best_val_loss`, `best_val_acc`.
+
+        A run whose last epoch is not its best shows both: in the chapter's default runs the
+        concise net ends at 0.76 validation accuracy after 0.88 at an earlier epoch.
+        """
+        monitor = monitor or default_monitor({k for r in self.records for k, v in r.items()
+                                              if v is not None})
+        pick = min if monitor_mode(monitor) == "min" else max
+        rows = []
+        for name in self.runs():
+            runs = [r for r in self.records if r["run"] == name]
+            scored = [r for r in runs if _finite(r.get(monitor)) is not None]
+            best = pick(scored, key=lambda r: r[monitor]) if scored else None
+            rows.append({**runs[-1], "best_epoch": best and best.get("epoch"),
+                         **{f"best_{k}": best and best.get(k) for k in FIGURES}})
+        return RunTable(rows)
 
     def _check(self, what: str, names: Sequence[str]) -> None:
         missing = [n for n in names if n not in self.columns()]
@@ -601,6 +680,7 @@ class RunTable:
                 if ax is axes[0]:  # given as they are: a name may start with _
                     labels.append(label)
             ax.set_ylabel(_shown(key.replace("_", " ")))
+            _accuracy_axis(ax, key)
             ax.grid(True, alpha=0.3)
         axes[-1].set_xlabel("epoch")
         axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -611,8 +691,11 @@ class RunTable:
 
     def plot_final(self, metric: str, setting: str, path: str | os.PathLike | None = None,
                    by: str | None = None) -> Figure:
-        """Each run's final `metric` against `setting`, a line for each value of `by`; failed
-        and diverged runs are x's at the bottom."""
+        """Each run's final `metric` against `setting`, a line for each value of `by`.
+
+        Runs that failed (or made no progress) are x's where they ended, named in the legend
+        with their status; runs with no value (diverged) are triangles below the axis. An
+        accuracy's axis runs from 0 to 1."""
         self._check("column", [metric, setting, *([by] if by else [])])
         file = check_plot_path(path) if path is not None else None
         final = self.final().records
@@ -628,22 +711,31 @@ class RunTable:
             label = f"{by}={_text(group)}" if by else metric.replace("_", " ")
             if numeric:
                 rows = sorted(rows, key=lambda r: r[setting])
-            good = [r for r in rows if r.get("status") not in BAD and r.get(metric) is not None]
-            bad = [r for r in rows if r not in good]
+            good = [r for r in rows
+                    if r.get("status") not in BAD and _finite(r.get(metric)) is not None]
             labels.append(_shown(label))
             ax.plot([r[setting] for r in good], [r[metric] for r in good], "o-",
                     color=f"C{i % 10}", label=labels[-1])
-            if bad:
-                how = "/".join(sorted({r.get("status") or "no value" for r in bad}))
-                labels.append(_shown(f"{label}: {how}"))
-                ax.plot([r[setting] for r in bad], [0] * len(bad), "x", color=f"C{i % 10}",
-                        markersize=10, markeredgewidth=2, clip_on=False,
-                        transform=ax.get_xaxis_transform(), label=labels[-1])
+            for status in sorted({r.get("status") for r in rows if r not in good}, key=str):
+                bad = [r for r in rows if r not in good and r.get("status") == status]
+                scored = [r for r in bad if _finite(r.get(metric)) is not None]
+                if scored:  # where they ended: a failed run at chance is drawn at chance
+                    labels.append(_shown(f"{label}: {status}"))
+                    ax.plot([r[setting] for r in scored], [r[metric] for r in scored], "x",
+                            color=f"C{i % 10}", markersize=10, markeredgewidth=2,
+                            label=labels[-1])
+                if len(scored) < len(bad):  # no value (diverged): a mark below the axis
+                    labels.append(_shown(f"{label}: {status or 'no value'} (no {metric})"))
+                    ax.plot([r[setting] for r in bad if r not in scored],
+                            [0] * (len(bad) - len(scored)), "v", color=f"C{i % 10}",
+                            markersize=9, clip_on=False, transform=ax.get_xaxis_transform(),
+                            label=labels[-1])
         values = [x for x in xs if numeric and x > 0]
         if values and max(values) / min(values) >= 100:
             ax.set_xscale("log")
         ax.set_xlabel(_shown(setting.replace("_", " ")))
         ax.set_ylabel(_shown(f"final {metric.replace('_', ' ')}"))
+        _accuracy_axis(ax, metric)
         ax.grid(True, alpha=0.3)
         ax.legend(ax.get_lines(), labels, fontsize="small")
         if file is not None:

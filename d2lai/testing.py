@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["write_idx", "write_fake_mnist", "write_fake_fashion_mnist", "write_fake_time_machine",
-           "write_fake_fra_eng"]
+           "write_fake_fra_eng", "write_fake_airfoil", "write_fake_house_prices"]
 
 
 def write_idx(path: str | os.PathLike, array) -> None:
@@ -152,3 +152,52 @@ def write_fake_fra_eng(root: str | os.PathLike, num_pairs: int | None = None,
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("fra-eng/fra.txt", text.encode("utf-8"))
     return path
+
+
+def write_fake_airfoil(root: str | os.PathLike, num_rows: int = 1503, seed: int = 0) -> Path:
+    """Write a stand-in for the optimisation chapter's airfoil self-noise data as
+    root/airfoil_self_noise.dat: tab-separated rows of frequency, angle, chord length, velocity
+    and thickness, then the sound pressure, which is linear in them plus noise. Returns the
+    file's path."""
+    rng = np.random.default_rng(seed)
+    X = np.column_stack([rng.choice([200, 500, 1000, 2000, 4000, 8000], num_rows),
+                         rng.uniform(0, 22, num_rows), rng.choice([0.0254, 0.1, 0.3], num_rows),
+                         rng.choice([31.7, 39.6, 55.5, 71.3], num_rows),
+                         rng.uniform(0.0004, 0.06, num_rows)])
+    z = (X - X.mean(0)) / X.std(0)
+    y = 125 + z @ np.array([-4.0, -1.5, -3.0, 1.8, -2.2]) + rng.normal(0, 2, num_rows)
+    path = Path(root) / "airfoil_self_noise.dat"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savetxt(path, np.column_stack([X, y]), delimiter="\t", fmt="%.6g")
+    return path
+
+
+def write_fake_house_prices(root: str | os.PathLike, num_train: int = 1460, num_test: int = 1459,
+                            seed: int = 0) -> tuple[Path, Path]:
+    """Write stand-ins for the Kaggle house-price files as root/kaggle_house_pred_train.csv and
+    root/kaggle_house_pred_test.csv, in their layout: `Id` first, numeric and text features
+    (some missing, written `NA`), `SalePrice` last in the training file only. A dozen of the
+    real 79 features; the price grows with the living area and the quality. Returns the paths."""
+    rng = random.Random(seed)
+    header = ["Id", "MSSubClass", "MSZoning", "LotFrontage", "LotArea", "Street",
+              "OverallQual", "YearBuilt", "GrLivArea", "GarageType", "SaleCondition"]
+    paths = []
+    for name, start, n, priced in (("train", 1, num_train, True),
+                                   ("test", num_train + 1, num_test, False)):
+        lines = [",".join(header + ["SalePrice"] * priced)]
+        for i in range(start, start + n):
+            area, quality = rng.randint(500, 3500), rng.randint(1, 10)
+            row = [i, rng.choice([20, 50, 60, 120]), rng.choice(["RL", "RM", "FV", "RH"]),
+                   "NA" if rng.random() < 0.15 else rng.randint(30, 120),
+                   rng.randint(2000, 20000), rng.choice(["Pave", "Pave", "Grvl"]), quality,
+                   rng.randint(1880, 2010), area,
+                   "NA" if rng.random() < 0.05 else rng.choice(["Attchd", "Detchd", "BuiltIn"]),
+                   rng.choice(["Normal", "Normal", "Abnorml", "Partial"])]
+            if priced:
+                row.append(round((40 * area + 15000 * quality) * rng.uniform(0.85, 1.15)))
+            lines.append(",".join(map(str, row)))
+        path = Path(root) / f"kaggle_house_pred_{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]

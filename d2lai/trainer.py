@@ -13,25 +13,29 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from . import checks
-from .board import ProgressBoard, check_scale
+from . import checks, distributed
+from .board import ProgressBoard, check_scale, figure_panel
 from .callbacks import (
     BatchChecks,
     Callback,
     Checkpoint,
+    DataParallel,
     Diverged,
     DivergenceWatch,
     DrawBoard,
     EpochLog,
     MonitorCallback,
     ProgressBar,
+    ReduceFigures,
     TrainFigures,
 )
+from .callbacks.base import default_monitor, monitor_mode
+from .callbacks.epoch_log import format_figures, show_logs
 from .device import check_seed, get_device, seed
 from .optim import RULES, setup
 
@@ -41,19 +45,44 @@ logger = logging.getLogger("d2lai")
 
 
 class Trainer:
-    """Holds what a run needs; `fit` trains `model` on `data` with optimiser rule `opt`.
+    """Holds what a run needs; `fit` trains `model` on `data` with the optimiser rule `opt`.
 
-    `max_epochs` epochs a fit (a later `fit` of the same trainer trains that many more), at most
-    `max_steps` batches if given (`max_epochs=None`: the step budget alone). `gpu=True` trains on
-    the CUDA device when there is one; `gradient_clip_val` (the books' name of `grad_clip_val`)
-    clips the global gradient norm. `verbose` logs an epoch line every `print_every` epochs and
-    shows progress bars. `board` draws the figures on a `ProgressBoard` (`board_yscale`), saved
-    to `board_path` when given. `checkpoint` saves the run after every epoch (`resume` goes on
-    from the file, `override_opt` with another rule). `on_diverge` is "stop" (roll back, return)
-    or "raise". `seed` seeds the run. `callbacks` are `d2lai.Callback`s (or one).
+    Args:
+        model: an `AbstractModel` (its `training_step`, `validation_step`, `loss`).
+        data: an `AbstractData` (or anything with `train_dataloader()`/`val_dataloader()`,
+            or `get_dataloader(train=...)`).
+        opt: a Flux-named rule (`Descent(0.1)`, bound to the model when `fit` starts), a
+            `torch.optim.Optimizer` (per-parameter-group settings such as weight decay go
+            there), or None when the model's `configure_optimizers()` returns its own.
+        max_epochs: epochs a fit trains (a later `fit` of the same trainer trains that many
+            more); None: `max_steps` alone bounds the run.
+        gpu: train on the CUDA device when there is one (else the CPU, said once in the log).
+        board_yscale: "log10" (or "log") or "identity" (or "linear"): the y scale of the
+            board's loss panel; accuracies are always drawn on a linear axis from 0 to 1.
+        verbose: log an epoch line every `print_every` epochs and show a progress bar in a
+            terminal (a status line in a notebook); False logs them at DEBUG, without bars.
+        gradient_clip_val: clip the global gradient norm to this (0: no clipping); the books'
+            name of `grad_clip_val`.
+        print_every: epochs between epoch lines.
+        board: draw the figures on a `ProgressBoard` (`trainer.board`), live in a notebook.
+        board_path: save the board there (PNG, SVG, PDF, ...) when the fit ends.
+        on_diverge: at a non-finite loss, "stop" (roll back to the last good state and return)
+            or "raise" (`FloatingPointError`).
+        checkpoint: save model, optimiser, history and random state there after every epoch.
+        resume: go on from `checkpoint` (an error if it does not exist).
+        override_opt: resume with another rule than the checkpoint's.
+        seed: seed everything before the first fit (shuffles included).
+        callbacks: `d2lai.Callback`s (or one): `EarlyStopping`, `CSVLogger`,
+            `TensorBoardLogger`, `LRScheduler`, your own; run in their `order`.
+        max_steps: stop after this many optimiser steps (batches) in all.
+
+    Returns from `fit`: `(model, metrics)`, the model on the CPU and a `Metrics` (the last
+    epoch's figures, `metrics.history` every epoch's, `metrics.best()` the best epoch's).
 
     >>> trainer = Trainer(model, data, Descent(0.1), max_epochs=10)
     >>> model, metrics = fit(trainer)   # metrics.val_loss, metrics.val_acc, metrics.history
+    >>> trainer.evaluate()              # {'val_loss': ..., 'val_acc': ...} again, at any time
+    >>> trainer.test()                  # the same over data.test: {'test_loss': ..., ...}
     """
 
     def __init__(self, model: nn.Module, data, opt=None, max_epochs: int | None = 10,
@@ -83,16 +112,21 @@ class Trainer:
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
         self.monitor = monitors[0].monitor if monitors else None  # None: val_acc, else val_loss
         self.board = ProgressBoard("epoch", yscale=check_scale("board_yscale", board_yscale),
-                                   title=type(model).__name__) if board else None
+                                   title=type(model).__name__,
+                                   panel_of=figure_panel) if board else None
         own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(), EpochLog(),
                *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
-               *([DrawBoard(self.board, board_path)] if board else [])]
-        self.callbacks = sorted([*own, *callbacks], key=lambda c: c.order)  # stable: ties keep
+               *([DrawBoard(self.board, board_path)] if board else []),
+               *([DataParallel(), ReduceFigures()] if distributed.launched() else [])]
+        main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
+        kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
+        self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
         self.history: dict[str, list[float]] = {}
         self.timings: dict[str, list[float]] = {"train_s": [], "val_s": []}
         self.epoch = self.steps = 0  # completed epochs and optimiser steps, over all fits
         self.optimizer, self.should_stop, self._fits = None, False, 0
+        self.ddp = None  # under torchrun, the training step in DistributedDataParallel
 
     @property
     def gradient_clip_val(self) -> float:
@@ -104,7 +138,11 @@ class Trainer:
         self.grad_clip_val = value
 
     def fit(self) -> tuple[nn.Module, Metrics]:
-        """Train and validate epoch by epoch; return (the model, on the CPU, and its metrics)."""
+        """Train and validate epoch by epoch; return (the model, on the CPU, and its metrics).
+
+        Ctrl-C ends the fit cleanly (`metrics.interrupted`), a non-finite loss rolls back and
+        stops it (`metrics.diverged`); both still return what was trained.
+        """
         self.prepare()
         diverged = interrupted = False
         started = []
@@ -142,7 +180,7 @@ class Trainer:
         (the mean training loss and, for a classifier, accuracy)."""
         self.model.train()
         for batch in self.batches(train=True):
-            loss = self.model.training_step(batch)  # forward and loss
+            loss = self.training_step(batch)  # the model's forward and loss
             self.emit("on_loss", batch, loss)
             self.optimizer.zero_grad()
             loss.backward()
@@ -158,12 +196,18 @@ class Trainer:
         self.emit("on_train_epoch_end", logs)
         return logs
 
+    def training_step(self, batch):
+        """The model's training step; under torchrun through DistributedDataParallel, so that
+        backward combines the gradients of all ranks (see `d2lai.distributed`)."""
+        return self.model.training_step(batch) if self.ddp is None else self.ddp(batch)
+
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Loss (and accuracy) over the WHOLE validation set, in evaluation mode."""
+    def validate(self, loader=None) -> dict[str, float]:
+        """Loss (and accuracy) over the WHOLE validation set (or `loader`), in evaluation mode:
+        `{"val_loss": ..., "val_acc": ...}`."""
         self.model.eval()
         sums, n, with_acc = torch.zeros(2, dtype=torch.float64, device=self.device), 0, False
-        for batch in self.batches(train=False):
+        for batch in self.batches(train=False, loader=loader):
             out = self.model.validation_step(batch)
             if out is None:  # a step that only plots its figures: nothing to sum
                 continue
@@ -179,10 +223,54 @@ class Trainer:
         self.emit("on_validation_end", logs)
         return logs
 
-    def batches(self, train: bool):
-        """The training (or validation) batches of one pass, on the device; callbacks see each."""
-        named = getattr(self.data, "train_dataloader" if train else "val_dataloader", None)
-        loader = named() if callable(named) else self.data.get_dataloader(train=train)
+    def evaluate(self, data=None, name: str = "val") -> dict[str, float]:
+        """The model's loss (and accuracy) over a whole data set, in evaluation mode, as
+        `validate` computes them, at any time (before, between or after fits).
+
+        Args:
+            data: a data module (its validation set), a data loader or any iterable of
+                `(X..., y)` batches; None: the trainer's validation set.
+            name: the prefix of the figures' names.
+
+        Returns:
+            `{f"{name}_loss": ..., f"{name}_acc": ...}` (no accuracy for a regression).
+
+        >>> trainer.evaluate()                        # {'val_loss': 0.31, 'val_acc': 0.89}
+        >>> trainer.evaluate(other.val_dataloader(), name="other")
+        """
+        if data is not None and not hasattr(data, "__iter__"):
+            named = getattr(data, "val_dataloader", None)
+            data = named() if callable(named) else data.get_dataloader(train=False)
+        self.device = get_device(self.gpu)
+        self.model.to(self.device)
+        params = next(iter(self.model.parameters()), None)
+        self.dtype = params.dtype if params is not None and params.is_floating_point() else None
+        hooks, self.hooks = getattr(self, "hooks", None), {e: [] for e in Callback.EVENTS}
+        try:  # no callbacks: an evaluation is no part of a fit
+            logs = self.validate(data)
+        finally:
+            self.hooks = hooks
+            self.model.cpu()
+        return {f"{name}_{k.removeprefix('val_')}": v for k, v in logs.items()}
+
+    def test(self) -> dict[str, float]:
+        """`evaluate` over the data's test set (`data.test_dataloader()`), logged as one line:
+        `{"test_loss": ..., "test_acc": ...}`. Without `val_split` the test set is the
+        validation set, as in the book."""
+        loader = getattr(self.data, "test_dataloader", None)
+        if not callable(loader):
+            raise ValueError(f"{type(self.data).__name__} has no test_dataloader(): pass the "
+                             f"test batches to trainer.evaluate(loader, name='test')")
+        logs = self.evaluate(loader(), name="test")
+        logger.log(logging.INFO if self.verbose else logging.DEBUG, "%s", format_figures(logs))
+        return logs
+
+    def batches(self, train: bool, loader=None):
+        """The training (or validation) batches of one pass (of `loader` if given), on the
+        device; callbacks see each."""
+        if loader is None:
+            named = getattr(self.data, "train_dataloader" if train else "val_dataloader", None)
+            loader = named() if callable(named) else self.data.get_dataloader(train=train)
         kind = "train" if train else "validation"
         self.emit(f"on_{kind}_start", loader)
         for batch in loader:
@@ -222,6 +310,8 @@ class Trainer:
 
     def prepare(self) -> None:
         """Device, model and data there, the optimiser, the seed and this fit's limits."""
+        if self.verbose:
+            show_logs()  # the epoch lines visible, unless the program set up logging itself
         self.device = get_device(self.gpu)
         self.model.to(self.device)
         params = next(iter(self.model.parameters()), None)
@@ -261,7 +351,17 @@ class Trainer:
 @dataclass
 class Metrics:
     """How a fit ended: the figures of epoch `epoch` (the last one, or the one whose weights
-    were restored), over the whole validation set; `history` holds every epoch's."""
+    were restored), over the whole validation set; `history` holds every epoch's.
+
+    `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the figures;
+    `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
+    ended; `monitor`: the figure `best()` chose the epoch by.
+
+    >>> model, metrics = d2lai.fit(trainer)
+    >>> metrics.val_acc, metrics.epoch            # the last epoch's
+    >>> best = metrics.best()                     # the epoch of the highest val_acc
+    >>> best.epoch, best.val_acc, best.val_loss
+    """
 
     val_loss: float
     val_acc: float | None
@@ -274,9 +374,11 @@ class Metrics:
     epoch: int = 0
     steps: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
+    monitor: str | None = None
 
     @classmethod
     def of(cls, history: dict, epochs: int, steps: int, **flags) -> Metrics:
+        """The metrics of the last epoch of `history` (figure name -> a value an epoch)."""
         metrics = cls(math.nan, None, math.nan, epochs, steps=steps,
                       history={k: list(v) for k, v in history.items()}, **flags)
         return metrics.at_epoch(len(history.get("train_loss", [])))
@@ -292,7 +394,32 @@ class Metrics:
         self.val_acc, self.train_acc = get("val_acc", None), get("train_acc", None)
         return self
 
+    def best(self, monitor: str | None = None, mode: str = "auto") -> Metrics:
+        """A copy of these metrics at the best epoch of `monitor`.
+
+        Args:
+            monitor: a figure of the history; default `val_acc` if there is one, else
+                `val_loss`, else `train_loss`.
+            mode: "min", "max", or "auto" (accuracies are maximised, the rest minimised).
+
+        Returns:
+            A `Metrics` whose `epoch` is the best one (the first on ties; non-finite values
+            are passed over; 0 if there is none) and whose `monitor` names the figure.
+        """
+        monitor = monitor or default_monitor(self.history)
+        values = self.history.get(monitor, [])
+        pick = min if monitor_mode(monitor, mode) == "min" else max
+        finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+        epoch = pick(finite, key=values.__getitem__) + 1 if finite else 0
+        return replace(self, monitor=monitor).at_epoch(epoch)
+
 
 def fit(trainer: Trainer) -> tuple[nn.Module, Metrics]:
-    """`d2lai.fit(trainer)`, as the book calls it."""
+    """`d2lai.fit(trainer)`, as the book calls it: `trainer.fit()`.
+
+    Returns:
+        `(model, metrics)`: the trained model, on the CPU, and its `Metrics`.
+
+    >>> model, metrics = d2lai.fit(Trainer(model, data, Descent(0.1), max_epochs=10))
+    """
     return trainer.fit()

@@ -21,7 +21,15 @@ from torch import nn
 
 import d2lai
 from chapters.batch_norm import BatchNormLayer
-from chapters.cli import common_flags, learning_rate, load_data, positive_int
+from chapters.cli import (
+    HelpFormatter,
+    common_flags,
+    learning_rate,
+    load_data,
+    positive_int,
+    run,
+    tensorboard,
+)
 from d2lai import AbstractClassifier, Adam, Callback, RunTable, TensorLoader, grid, sweep
 
 __all__ = ["DeepCNN", "VARIANTS", "outputs", "score", "main"]
@@ -107,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = common_flags(OUT)
     common.set_defaults(batchsize=64, epochs=None, seed=0)
     p = argparse.ArgumentParser(
-        prog="python examples/deep_cnn.py", parents=[common],
+        prog="python examples/deep_cnn.py", parents=[common], formatter_class=HelpFormatter,
         description="A 19-layer CNN trained for a budget of batches without batch norm, with "
                     "torch's and with the chapter's scratch batch norm. --epochs caps the epochs "
                     "(default: as many as --steps needs).")
@@ -173,6 +181,7 @@ def main(argv: list[str] | None = None) -> RunTable:
     """Train the three variants for --steps batches each; print and write their table."""
     args = parse_args(argv)
     data, out = load_data(args), Path(args.out)
+    tensorboard(args)  # installed? (before anything is trained)
     results: dict[str, dict] = {}
 
     def build(s):
@@ -180,6 +189,7 @@ def main(argv: list[str] | None = None) -> RunTable:
                 "callbacks": [_ScoreAtEnd(results, s["variant"])]}
 
     table = sweep(grid({"variant": list(VARIANTS)}), build, out, restart=True, verbose=True,
+                  tensorboard=args.tensorboard,
                   board=False, max_epochs=args.epochs, max_steps=args.steps, gpu=not args.cpu,
                   seed=args.seed)
     last = {r["run"]: r for r in table.records}
@@ -198,4 +208,4 @@ def main(argv: list[str] | None = None) -> RunTable:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

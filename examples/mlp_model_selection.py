@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 import d2lai
-from chapters.cli import batch_count, common_flags, load_data
+from chapters.cli import HelpFormatter, batch_count, common_flags, load_data, run, tensorboard
 from d2lai import (
     AbstractClassifier,
     Callback,
@@ -175,6 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common.set_defaults(epochs=None, batchsize=512, seed=0)
     p = argparse.ArgumentParser(
         prog="python examples/mlp_model_selection.py", parents=[common],
+        formatter_class=HelpFormatter,
         description="Dense nets on flattened Fashion-MNIST (the first --val-split training "
                     "images validate): overfitting, early stopping, L2, dropout, batch norm. "
                     "--epochs N caps every run at N epochs (default: the tutorial's 25, 30 "
@@ -239,7 +240,9 @@ def main(argv: list[str] | None = None) -> RunTable:
         stop = [stopper(s["patience"], not args.no_restore)] if s["patience"] is not None else []
         model = MLP(s["hidden"], s["dropout"], s["batch_norm"], s["init"])
         return {"model": model, "data": data, "opt": optimiser(model, s["l2"]),
-                "max_epochs": s["max_epochs"], "callbacks": [*stop, outcomes[name]],
+                "max_epochs": s["max_epochs"],
+                "callbacks": [*stop, outcomes[name],
+                              *tensorboard(args, out / "tensorboard" / name)],
                 "board_path": out / "boards" / f"{name}.png"}
 
     tic = time.perf_counter()
@@ -279,4 +282,4 @@ def main(argv: list[str] | None = None) -> RunTable:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

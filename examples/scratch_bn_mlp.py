@@ -16,7 +16,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from chapters.cli import common_flags, learning_rate, load_data, positive_int
+from chapters.cli import (
+    HelpFormatter,
+    common_flags,
+    learning_rate,
+    load_data,
+    positive_int,
+    run,
+    tensorboard,
+)
 from d2lai import AbstractClassifier, Descent, Run, RunTable, sweep
 
 __all__ = ["batch_norm_1d", "BatchNorm1dScratch", "MLP", "ConvNet", "RUNS", "main"]
@@ -137,7 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = common_flags(OUT)
     common.set_defaults(epochs=10, batchsize=64, seed=0)
     p = argparse.ArgumentParser(
-        prog="python examples/scratch_bn_mlp.py", parents=[common],
+        prog="python examples/scratch_bn_mlp.py", parents=[common], formatter_class=HelpFormatter,
         description="A 784-100-10 MLP with and without a scratch batch-norm layer (--epochs, "
                     "default 10), and a small conv net with and without BatchNorm2d "
                     "(--conv-epochs, default 5), trained with Descent on standardised images.")
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> RunTable:
         models[name] = model
         return {"model": model, "data": data, "opt": Descent(args.lr),
                 "max_epochs": args.epochs if mlp else args.conv_epochs,
+                "callbacks": tensorboard(args, out / "tensorboard" / name),
                 "board_path": out / "boards" / f"{name.replace(' + ', '-').replace(' ', '-')}.png"}
 
     tic = time.perf_counter()
@@ -216,4 +225,4 @@ def main(argv: list[str] | None = None) -> RunTable:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

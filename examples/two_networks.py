@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 import d2lai
-from chapters.cli import common_flags, learning_rate, load_data
+from chapters.cli import HelpFormatter, common_flags, learning_rate, load_data, run, tensorboard
 from d2lai import AbstractClassifier, Adam, Run, RunTable, grid, sweep
 
 __all__ = ["Network", "NETWORKS", "TRAINSETS", "main"]
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     common = common_flags(OUT)
     common.set_defaults(epochs=20, batchsize=1000, seed=50)
     p = argparse.ArgumentParser(
-        prog="python examples/two_networks.py", parents=[common],
+        prog="python examples/two_networks.py", parents=[common], formatter_class=HelpFormatter,
         description="A small CNN without and with batch norm, on the data set as it is and "
                     "standardised: 4 runs, one table.")
     p.add_argument("--lr", type=learning_rate, default=0.01,
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> RunTable:
     """Train both networks on each trainset (4 runs); print and write the table and plot."""
     args = parse_args(argv)
     datas, out = load(args), Path(args.out)
+    tensorboard(args)  # installed? (before anything is trained)
     device = d2lai.get_device(not args.cpu).type
     fixed = {"lr": args.lr, "batch_size": args.batchsize, "device": device}
     runs = [Run(r.name, {**fixed, **r.settings})
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> RunTable:
         return (Network(NETWORKS[s["network"]]), datas[s["trainset"]], Adam(s["lr"]))
 
     table = sweep(runs, build, out, restart=not args.resume, verbose=True, board=False,
+                  tensorboard=args.tensorboard,
                   max_epochs=args.epochs, gpu=not args.cpu, seed=args.seed)
     table = RunTable(r for r in table.records if r["run"] in {run.name for run in runs})
     table.print([c for c in COLUMNS if c in table.columns()])
@@ -122,4 +124,4 @@ def main(argv: list[str] | None = None) -> RunTable:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -196,8 +196,9 @@ def test_fixed_gamma_beta_do_not_move_while_the_weights_do(random):
 # --- each exercise end to end ---------------------------------------------------------------
 
 def stuck_or_ok(row: dict) -> str:
-    """The status of a finite run: failed at chance accuracy or a loss above a uniform guess's."""
-    return "failed" if row["val_acc"] < 0.15 or row["train_loss"] > math.log(10) else "ok"
+    """The status of a finite run of these few steps: stuck at chance accuracy or a loss above a
+    uniform guess's is "no progress" (too short a run to call it failed)."""
+    return "no progress" if row["val_acc"] < 0.15 or row["train_loss"] > math.log(10) else "ok"
 
 
 def run(name: str, root, out: Path, *extra: str) -> list[dict]:
@@ -317,7 +318,7 @@ def test_module_entry_point(fashion_root, tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
-    assert "no bias before BN" in done.stdout and "Train Loss" in done.stderr  # log lines
+    assert "no bias before BN" in done.stdout and "Train Loss" in done.stdout  # log lines
     saved = json.loads((out / "bias.json").read_text())
     assert [r["params"] for r in saved["rows"]] == [44878, 44652]
     check_png(out / "bias.png")

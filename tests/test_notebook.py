@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "chapters" / "batch_norm.ipynb"
-QUICK_EPOCHS = 2  # the notebook's number of epochs under D2LAI_QUICK=1
+QUICK_EPOCHS = 3  # the notebook's number of epochs under D2LAI_QUICK=1
 MISSING = "executing the notebook needs nbclient, nbformat and ipykernel (pip install them)"
 
 
@@ -42,8 +42,9 @@ def _cell(nb, needle: str):
 
 
 @pytest.fixture(scope="module")
-def executed(fashion_root, tmp_path_factory):
-    """The notebook run in a fresh python3 kernel with D2LAI_QUICK=1 on generated data."""
+def executed(tmp_path_factory):
+    """The notebook run in a fresh python3 kernel with D2LAI_QUICK=1 on the data it generates
+    itself (D2LAI_DATA holds none)."""
     for name in ("nbformat", "nbclient", "ipykernel"):
         pytest.importorskip(name, reason=MISSING)
     import nbclient
@@ -51,8 +52,10 @@ def executed(fashion_root, tmp_path_factory):
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # this checkout's code
-    env = {**os.environ, "D2LAI_QUICK": "1", "D2LAI_DATA": str(fashion_root),
-           "PYTHONPATH": os.pathsep.join(paths)}
+    empty = tmp_path_factory.mktemp("no-data")
+    env = {**os.environ, "D2LAI_QUICK": "1", "D2LAI_DATA": str(empty),
+           "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1"}
+    env.pop("D2LAI_NUM_TRAIN", None)
     cwd = tmp_path_factory.mktemp("notebook")
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(cwd)}})
@@ -84,9 +87,32 @@ def test_training_shows_the_live_board_and_logs_each_epoch(executed, model):
     pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
     assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
     assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[2])}) > 10  # drawn, not blank
-    lines = re.findall(r"\[ Info: Train Loss: ([\d.]+), Val Loss: ([\d.]+), Val Acc: ([\d.]+)",
-                       _text(cell, "stderr"))
+    lines = re.findall(rf"^\[ Info: Epoch \d/{QUICK_EPOCHS} · [\d.]+ s · Train Loss: [\d.]+, "
+                       r"Train Acc: [\d.]+, Val Loss: [\d.]+, Val Acc: ([\d.]+)$",
+                       _text(cell, "stderr"), re.M)
     assert len(lines) == QUICK_EPOCHS, _text(cell, "stderr")
+    assert "[ Info: Best Val Acc at epoch " in _text(cell, "stderr")
+
+
+@pytest.mark.parametrize("model", ["model", "concise"])
+def test_progress_is_one_status_line_updated_in_place_not_hundreds_of_bars(executed, model):
+    cell = _cell(executed, f"Trainer({model}, data")
+    texts = [o["data"]["text/plain"] for o in cell["outputs"]
+             if o["output_type"] == "display_data" and "image/png" not in o["data"]]
+    assert texts == [f"{QUICK_EPOCHS} epochs in " + texts[0].split(" in ")[1]], texts
+    assert texts[0].endswith(" s")  # the final state of the status line: one output
+    streams = "".join(o.get("text", "") for o in cell["outputs"] if o["output_type"] == "stream")
+    assert "%|" not in streams and "\r" not in streams and "0%" not in streams
+    assert len(cell["outputs"]) <= 10  # board, status line, a few runs of log lines
+    assert len(streams) < 3000
+    assert "widgets" not in executed["metadata"]
+
+
+def test_quick_mode_learns(executed):
+    out = _text(_cell(executed, "Trainer(concise, data"), "stdout")
+    scratch, concise = map(float, re.search(
+        r"validation accuracy: scratch ([\d.]+), concise ([\d.]+)", out).groups())
+    assert scratch > 0.5 and concise > 0.5, out  # chance is 0.1
 
 
 def test_gamma_beta_and_the_check_against_torch_are_printed(executed):
@@ -123,7 +149,7 @@ def test_committed_notebook_is_stripped_and_imports_the_chapter():
 
 def _setup_cell(monkeypatch, tmp_path, **env) -> dict:
     """Run the notebook's first code cell here, with `env`, temporary folders under tmp_path."""
-    for name in ("D2LAI_QUICK", "D2LAI_DATA"):
+    for name in ("D2LAI_QUICK", "D2LAI_DATA", "D2LAI_NUM_TRAIN"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -140,17 +166,25 @@ def test_quick_run_generates_data_when_d2lai_data_holds_none(monkeypatch, tmp_pa
     empty = tmp_path / "empty"
     empty.mkdir()
     ns = _setup_cell(monkeypatch, tmp_path, D2LAI_QUICK="1", D2LAI_DATA=str(empty))
-    assert (ns["EPOCHS"], ns["NUM_TRAIN"], ns["NUM_VAL"]) == (QUICK_EPOCHS, 256, 128)
+    assert (ns["EPOCHS"], ns["NUM_TRAIN"], ns["NUM_VAL"]) == (QUICK_EPOCHS, 2048, 512)
     assert Path(ns["ROOT"]).parent == tmp_path
     data = d2lai.FashionMNISTData(batchsize=ns["BATCHSIZE"], num_train=ns["NUM_TRAIN"],
                                   num_val=ns["NUM_VAL"], root=ns["ROOT"], download=False)
-    assert (len(data.train[0]), len(data.val[0])) == (256, 128)
+    assert (len(data.train[0]), len(data.val[0])) == (2048, 512)
 
 
 def test_quick_run_uses_d2lai_data_when_it_holds_data(monkeypatch, tmp_path, fashion_root):
     ns = _setup_cell(monkeypatch, tmp_path, D2LAI_QUICK="1", D2LAI_DATA=str(fashion_root))
     assert ns["ROOT"] == str(fashion_root) and ns["EPOCHS"] == QUICK_EPOCHS
     assert list(tmp_path.iterdir()) == []  # nothing generated
+
+
+def test_a_real_data_subset_is_a_setting(monkeypatch, tmp_path, fashion_root):
+    ns = _setup_cell(monkeypatch, tmp_path, D2LAI_NUM_TRAIN="500", D2LAI_DATA=str(fashion_root))
+    assert (ns["NUM_TRAIN"], ns["NUM_VAL"], ns["EPOCHS"]) == (500, None, 10)
+    assert ns["ROOT"] == str(fashion_root) and list(tmp_path.iterdir()) == []
+    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
+    assert "NUM_TRAIN" in "".join(nb["cells"][0]["source"])  # the reader is told of it
 
 
 @pytest.mark.parametrize("quick", [None, "0", ""])

@@ -316,9 +316,10 @@ def test_bad_arguments_are_refused_with_what_is_allowed(make, message):
         make()
 
 
-CHAIN_ONLY = re.escape("OptimiserChain supports only OptimiserChain(WeightDecay(λ), rule), "
-                       "rule one of Descent, Momentum, Nesterov, RMSProp, AdaGrad, AdaDelta, Adam, "
-                       "AdaMax (decoupled decay: AdamW), got OptimiserChain(")
+CHAIN_ONLY = re.escape("OptimiserChain supports OptimiserChain(rule) and "
+                       "OptimiserChain(WeightDecay(λ), rule), rule one of Descent, Momentum, "
+                       "Nesterov, RMSProp, AdaGrad, AdaDelta, Adam, AdaMax (or AdamW alone: its "
+                       "decay is its own), got OptimiserChain(")
 
 
 @pytest.mark.parametrize("make, got", [
@@ -331,13 +332,14 @@ CHAIN_ONLY = re.escape("OptimiserChain supports only OptimiserChain(WeightDecay(
      "WeightDecay(weight_decay=0.1), Descent(lr=0.1), Descent(lr=0.1))"),
     (lambda: OptimiserChain(), ")"),
 ])
-def test_chains_other_than_weight_decay_then_a_rule_are_refused(make, got):
+def test_chains_other_than_a_rule_or_weight_decay_then_a_rule_are_refused(make, got):
     with pytest.raises(ValueError, match=CHAIN_ONLY + re.escape(got)):
         make()
 
 
 def test_setup_lists_the_accepted_rules():
     with pytest.raises(TypeError, match=r"opt must be Descent, .*Nesterov, .*AdamW, "
+                                        r"OptimiserChain\(rule\), "
                                         r"OptimiserChain\(WeightDecay\(λ\), rule\) or a "
                                         r"torch\.optim\.Optimizer, got WeightDecay"):
         d2lai.setup(WeightDecay(0.1), nn.Linear(2, 1))

@@ -384,7 +384,8 @@ def test_language_models_refuse_tokens_outside_their_vocabulary():
     y_hat = model(torch.randint(0, V, (N, T)))
     with pytest.raises(ValueError, match="vocabulary has 9 tokens .* vocab_size=7"):
         model.check_batch(y_hat, torch.randint(0, V, (N, T)), SimpleNamespace(num_classes=9))
-    with pytest.raises(ValueError, match=r"class scores of shape \(3, num_classes\), got \(3, 5, 7\)"):
+    with pytest.raises(ValueError,
+                       match=r"class scores of shape \(3, num_classes\), got \(3, 5, 7\)"):
         model.check_batch(y_hat, torch.randint(0, V, (N,)))
     with pytest.raises(ValueError, match="vocabulary has 5 tokens .* vocab_size=7"):
         model.predict("ab", 3, VOCAB)

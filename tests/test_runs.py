@@ -126,20 +126,21 @@ def test_a_diverged_and_a_stuck_run_are_marked_and_the_sweep_goes_on(tiny_data, 
     table = sweep({"model": models}, lambda s: (s["model"](), tiny_data, d2lai.Descent(0.5)),
                   seed=0, **QUIET)
     final = {r["model"]: r for r in table.final().records}
-    assert {k: r["status"] for k, r in final.items()} == {
-        "nan-in-epoch-2": "diverged", "stuck": "failed", "nan-at-once": "diverged", "fine": "ok"}
+    assert {k: r["status"] for k, r in final.items()} == {  # stuck after 20 steps: no progress
+        "nan-in-epoch-2": "diverged", "stuck": "no progress", "nan-at-once": "diverged",
+        "fine": "ok"}
     assert final["nan-in-epoch-2"]["epoch"] == 1 and final["nan-in-epoch-2"]["val_acc"] > 0.15
     assert final["nan-at-once"]["epoch"] == 0 and final["nan-at-once"]["train_loss"] is None
     stuck = [r for r in table.records if r["model"] == "stuck"]
     assert all(r["train_loss"] == pytest.approx(math.log(10), abs=0.05) for r in stuck)
     assert stuck[-1]["val_acc"] < 0.15
-    assert "[2/4] model=stuck: failed after 2 epochs" in capsys.readouterr().out
+    assert "[2/4] model=stuck: no progress after 2 epochs" in capsys.readouterr().out
 
 
-def _metrics(val_acc, losses, **flags):
+def _metrics(val_acc, losses, steps=1000, **flags):
     history = {"train_loss": losses, "val_loss": [1.0] * len(losses),
                "val_acc": [val_acc] * len(losses)}
-    return Metrics.of(history, len(losses), 10, **flags)
+    return Metrics.of(history, len(losses), steps, **flags)
 
 
 @pytest.mark.parametrize("val_acc, losses, classes, flags, status", [
@@ -159,6 +160,11 @@ def _metrics(val_acc, losses, **flags):
     (0.9, [2.0, 1.0], 10, {"diverged": True}, "diverged"),
     (0.1, [2.0, 1.0], 10, {"interrupted": True}, "interrupted"),
     (None, [2.0, 1.0], None, {}, "ok"),           # no accuracy (a regression)
+    # stuck in a run too short to tell: what was observed, not a verdict
+    (0.1, [2.3, 2.3], 10, {"steps": 499}, "no progress"),
+    (0.1, [2.3, 2.3], 10, {"steps": 500}, "failed"),
+    (0.9, [2.0, 2.0, 2.5], 10, {"steps": 24}, "no progress"),
+    (0.9, [2.0, 1.0], 10, {"steps": 24}, "ok"),
 ])
 def test_status_rules(val_acc, losses, classes, flags, status):
     records = [{"train_loss": x} for x in losses]
@@ -318,10 +324,22 @@ def test_plots_are_written_with_failures_marked(tmp_path):
     check_png(tmp_path / "final.png")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"  # 0.01 .. 1e30: many decades
-    good, bad = ax.get_lines()
+    good, diverged, failed = ax.get_lines()
     assert list(good.get_xdata()) == [0.01, 0.1] and list(good.get_ydata()) == [0.6, 0.8]
-    assert list(bad.get_xdata()) == [1.0, 1e30] and list(bad.get_ydata()) == [0, 0]
-    assert bad.get_marker() == "x" and "diverged/failed" in bad.get_label()
+    # the failed run where it ended (0.1, at chance), on an axis from 0 to 1, not at the bottom
+    # of an axis that fits the good runs alone
+    assert list(failed.get_xdata()) == [1.0] and list(failed.get_ydata()) == [0.1]
+    assert failed.get_marker() == "x" and failed.get_label() == "val acc: failed"
+    assert ax.get_ylim() == (0, 1) and len([t for t in ax.get_yticks() if 0 <= t <= 1]) == 11
+    assert ax.get_ylabel() == "final val acc"
+    # the diverged run has no value: a mark under the axis (axes coordinates), said so
+    assert list(diverged.get_xdata()) == [1e30] and list(diverged.get_ydata()) == [0]
+    assert diverged.get_marker() == "v" and diverged.get_label() == \
+        "val acc: diverged (no val_acc)"
+    fig = table.plot_curves(["train_loss", "val_acc"])
+    assert fig.axes[1].get_ylim() == (0, 1) and fig.axes[0].get_ylabel() == "train loss"
+    assert len([t for t in fig.axes[0].get_yticks()
+                if fig.axes[0].get_ylim()[0] <= t <= fig.axes[0].get_ylim()[1]]) >= 4
     narrow = RunTable([dict(r, run=f"b{i}", lr=1 + i, net=["a", "b"][i % 2])
                        for i, r in enumerate(RECORDS[:4])])
     fig = narrow.plot_final("val_acc", "lr", by="net")

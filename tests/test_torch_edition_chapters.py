@@ -9,6 +9,7 @@ training loop, the GPU chapter's `__init__`/`prepare_batch`/`prepare_model`, the
 
 import logging
 import random
+import re
 
 import pytest
 import torch
@@ -183,7 +184,7 @@ def test_batch_norm_chapter_scratch_lenet_trains(fashion, caplog, monkeypatch):
     assert trainer.metrics.epochs == 2 and not trainer.metrics.diverged
     assert history["train_loss"][1] < history["train_loss"][0]
     assert len(history["val_acc"]) == 2 and 0 <= trainer.metrics.val_acc <= 1
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Train Loss")]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch ")]
     assert len(lines) == 2 and "Val Acc" in lines[0]
     board = model.board.data
     assert set(board) == {"train_loss", "val_loss", "val_acc"}
@@ -292,8 +293,9 @@ def test_linear_regression_scratch_chapter_with_its_own_training_loop(caplog):
     assert [p.x for p in model.board.data["val_loss"]] == [1, 2, 3]
     train = [p.y for p in model.board.data["train_loss"]]
     assert len(train) == 6 and train[-1] < train[0] / 10
-    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch")] \
-        == ["Epoch 1", "Epoch 2", "Epoch 3"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch")]
+    assert [line.split(" · ")[0] for line in lines] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
+    assert all(re.fullmatch(r"Epoch \d/3 · \d+\.\d s", line) for line in lines)  # no figures
 
 
 def test_linear_regression_scratch_from_the_library():

@@ -5,12 +5,18 @@ from .base import Callback, MonitorCallback, monitor_mode
 from .batch_checks import BatchChecks
 from .board import DrawBoard
 from .checkpoint import Checkpoint
+from .csv_logger import CSVLogger
+from .data_parallel import DataParallel
 from .divergence import Diverged, DivergenceWatch
 from .early_stopping import EarlyStopping
 from .epoch_log import EpochLog
+from .lr_scheduler import LRScheduler
 from .progress import ProgressBar
+from .reduce_figures import ReduceFigures
+from .tensorboard import TensorBoardLogger
 from .train_figures import TrainFigures
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
-           "Diverged", "DivergenceWatch", "DrawBoard", "EarlyStopping", "EpochLog",
-           "ProgressBar", "TrainFigures"]
+           "CSVLogger", "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard",
+           "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceFigures",
+           "TensorBoardLogger", "TrainFigures"]

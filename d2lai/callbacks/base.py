@@ -17,23 +17,42 @@ The loop's events, in the order a fit meets them:
     on_exception(error)               a callback may raise a clearer error instead
 
 Each hook takes the trainer first. Callbacks run in the order of their `order` (smaller
-first; the trainer's own: checks 0, divergence 10, training figures 20, epoch line 40, yours
-50, checkpoint 80, board 90), and may stop the fit by setting `trainer.should_stop = True`.
+first; the trainer's own: checks 0, divergence 10, training figures 20, progress bar 30,
+epoch line 40, checkpoint 80, board 90; a learning-rate scheduler 45, yours 50, the CSV and
+TensorBoard loggers 60), and may stop the fit by setting `trainer.should_stop = True`.
+
+A callback of your own:
+
+    class PrintLoss(d2lai.Callback):
+        def on_train_batch_end(self, trainer, batch, loss):
+            if trainer.steps % 100 == 0:
+                print(trainer.steps, float(loss))
+
+    Trainer(model, data, Descent(0.1), callbacks=[PrintLoss()])
 """
 
 from __future__ import annotations
 
-__all__ = ["Callback", "MonitorCallback", "monitor_mode", "fit_figures"]
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures"]
 
 
 class Callback:
     """Hooks the trainer calls at its events; each does nothing unless overridden.
 
+    `order` places it among the trainer's callbacks; `main_process_only` callbacks (those that
+    print, draw or write files) run on rank 0 alone when training is spread over processes.
     A callback that adds figures to the epoch's logs names them in `adds_figures`, so that a
     monitor of one of them is known to exist when the fit starts.
+
+    >>> class Every100(d2lai.Callback):
+    ...     def on_train_batch_end(self, trainer, batch, loss):
+    ...         if trainer.steps % 100 == 0:
+    ...             print(trainer.steps, float(loss))
+    >>> Trainer(model, data, Descent(0.1), callbacks=[Every100()])
     """
 
     order = 50
+    main_process_only = False
     adds_figures: tuple[str, ...] = ()
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
@@ -80,8 +99,23 @@ class Callback:
         """The fit is failing with `error`: raise a clearer error, or do nothing."""
 
 
+def default_monitor(names) -> str:
+    """The figure a fit is judged by when none is named: `val_acc` if it is among `names`
+    (figure names, or a dict of figures), else `val_loss`, else `train_loss`.
+
+    >>> default_monitor({"train_loss": 0.5, "val_loss": 0.4})
+    'val_loss'
+    """
+    return next((k for k in ("val_acc", "val_loss") if k in names), "train_loss")
+
+
 def monitor_mode(monitor: str, mode: str = "auto") -> str:
-    """'min' or 'max': 'auto' maximises accuracies and minimises everything else."""
+    """'min' or 'max' for figure `monitor`: `mode` itself, or for 'auto' 'max' for accuracies
+    and 'min' for everything else.
+
+    >>> monitor_mode("val_acc")
+    'max'
+    """
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode != "auto":
@@ -90,8 +124,15 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
 
 
 class MonitorCallback(Callback):
-    """A callback that watches one figure (`monitor`) for its best value (`mode`): the base of
-    EarlyStopping; the trainer's board stars the best epoch of the first one it is given."""
+    """A callback that watches one figure (`monitor`) for its best value (`mode`), better only
+    by more than `min_delta`: the base of EarlyStopping; the trainer's board and its final line
+    use the first one it is given.
+
+    >>> class Best(MonitorCallback):
+    ...     def on_epoch_end(self, trainer, epoch, logs):
+    ...         if self.better(self.value(logs), getattr(self, "best", None)):
+    ...             self.best = self.value(logs)
+    """
 
     def __init__(self, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0):
         if not isinstance(monitor, str) or not monitor:

@@ -22,6 +22,8 @@ class BatchChecks(Callback):
     A model that cannot take the batch, or whose outputs cannot go with the targets, fails
     here with a ValueError saying what was expected and what came, not deep inside torch.
     Labels out of range that first appear in a later batch are named with their epoch.
+
+    >>> Trainer(model, data, Descent(0.1))   # every Trainer has one, first of its callbacks
     """
 
     order = 0

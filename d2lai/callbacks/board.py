@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from .base import Callback, monitor_mode
+from .base import Callback, default_monitor, monitor_mode
 
 logger = logging.getLogger("d2lai")
 
@@ -17,9 +17,16 @@ class DrawBoard(Callback):
 
     The board stars the best epoch of the trainer's `monitor` (its first EarlyStopping's
     figure, else the validation accuracy, else the validation loss).
+
+    Args:
+        board: the `ProgressBoard` to draw on.
+        path: where to save it when the fit ends (None: not saved).
+
+    >>> Trainer(model, data, Descent(0.1), board_path="out/board.png")   # adds one
     """
 
     order = 90
+    main_process_only = True
 
     def __init__(self, board, path: str | os.PathLike | None = None):
         self.board, self.path = board, path
@@ -37,7 +44,7 @@ class DrawBoard(Callback):
         for name in trainer.history:
             if logs.get(name) is not None:
                 self.board.draw(epoch, logs[name], name)
-        monitor = trainer.monitor or ("val_acc" if "val_acc" in logs else "val_loss")
+        monitor = trainer.monitor or default_monitor(logs)
         self.board.mark_best(monitor, monitor_mode(monitor))
 
     def on_fit_end(self, trainer, metrics) -> None:

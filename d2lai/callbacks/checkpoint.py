@@ -9,6 +9,7 @@ from pathlib import Path
 from ..checkpoint import check_model_state, load_checkpoint, save_checkpoint
 from ..definition import differences, run_definition
 from ..device import rng_state, set_rng_state
+from ..distributed import from_main, is_main_process
 from ..files import check_output_path, claim
 from ..optim import describe_opt, opt_text
 from .base import Callback
@@ -48,7 +49,8 @@ class Checkpoint(Callback):
     seed, clipping): only `max_epochs` and `max_steps`, the totals to reach, may change.
     Resuming with another optimiser rule (type or hyperparameters) than the one saved is an
     error unless `override_opt`: then the new rule's hyperparameters apply from here on (its
-    state is kept when the type is the same, and starts afresh when it is not).
+    state is kept when the type is the same, and starts afresh when it is not). Under
+    torchrun, rank 0 holds and writes the file, and every rank resumes from rank 0's copy.
     """
 
     order = 80
@@ -59,12 +61,13 @@ class Checkpoint(Callback):
 
     def on_fit_start(self, trainer) -> None:
         check_output_path(self.path, "checkpoint")
-        self.lock = claim(self.path, "checkpoint", "fit")  # held until the fit ends
+        # held until the fit ends; under torchrun, by rank 0, whose file serves every rank
+        self.lock = claim(self.path, "checkpoint", "fit") if is_main_process() else None
         try:
             self.definition = run_definition(trainer)
             if self.owner is not trainer:
                 self.saved = None  # the epoch the file holds, once this run has written one
-            if self.owner is trainer or not self.path.exists():
+            if self.owner is trainer or not from_main(self.path.exists):
                 if self.resume and self.owner is None:
                     logger.info("no checkpoint at %s yet: starting from epoch 1", self.path)
                 self.owner = trainer
@@ -74,10 +77,10 @@ class Checkpoint(Callback):
                     f"checkpoint {self.path} already exists, from another run. Pass "
                     f"resume=True to continue that run, or delete the file (or choose another "
                     f"path) to start over.")
-            self.restore(trainer, load_checkpoint(self.path))
+            self.restore(trainer, from_main(lambda: load_checkpoint(self.path)))
             self.owner = trainer
         except BaseException:
-            self.lock.release()
+            self.on_fit_end(trainer, None)
             raise
 
     def restore(self, trainer, state: dict) -> None:
@@ -123,6 +126,8 @@ class Checkpoint(Callback):
         logger.info("resuming from %s after epoch %d", self.path, state["epoch"])
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        if not is_main_process():  # under torchrun, rank 0 alone writes
+            return
         optimizer = trainer.optimizer
         state = {
             "epoch": epoch, "steps": trainer.steps, "model": trainer.model.state_dict(),
@@ -141,4 +146,6 @@ class Checkpoint(Callback):
         self.saved = epoch
 
     def on_fit_end(self, trainer, metrics) -> None:
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None

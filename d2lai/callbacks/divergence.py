@@ -9,6 +9,7 @@ import math
 import torch
 
 from ..checks import one_of
+from ..distributed import any_rank
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
@@ -26,7 +27,13 @@ class DivergenceWatch(Callback):
     (parameters and buffers) back as it was at the start of the epoch, and stop the fit (or
     raise `FloatingPointError` with `on_diverge="raise"`). The model returned is then the one
     the returned figures describe. Weights that turn non-finite at the epoch's last step are
-    caught before validation, and weights whose validation loss is not finite after it."""
+    caught before validation, and weights whose validation loss is not finite after it.
+
+    Args:
+        on_diverge: "stop" or "raise".
+
+    >>> Trainer(model, data, Descent(100.0), on_diverge="raise")   # every Trainer has one
+    """
 
     order = 10
     check_every = {"cpu": 1}  # batches between looks at the losses, by device type
@@ -78,7 +85,7 @@ class DivergenceWatch(Callback):
         """Stop at the first non-finite loss not yet looked at (one sync)."""
         if self.pending == 0:
             return
-        bad = (~torch.isfinite(self.window[:self.pending])).nonzero()
+        bad = any_rank(~torch.isfinite(self.window[:self.pending])).nonzero()  # alike on all ranks
         if len(bad) == 0:
             self.pending = 0
             return

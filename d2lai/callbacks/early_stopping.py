@@ -26,6 +26,19 @@ class EarlyStopping(MonitorCallback):
     not watched. With `restore_best_weights`, the model gets the weights (and buffers) of its
     best epoch back at the end of every fit, stopped early or not. A non-finite value stops at
     once. Everything is reset at each fit, so one object can serve several runs.
+
+    Args:
+        monitor: the figure watched (`val_loss`, `val_acc`, `train_loss`, ...).
+        min_delta: the least change that counts as an improvement.
+        patience: epochs without improvement before stopping.
+        mode: "min", "max" or "auto" (accuracies maximised, the rest minimised).
+        baseline: a value to beat before the wait restarts.
+        restore_best_weights: give the model its best epoch's weights at the end.
+        start_from_epoch: epochs not watched at the start.
+
+    >>> stop = d2lai.EarlyStopping("val_acc", patience=3, restore_best_weights=True)
+    >>> model, metrics = d2lai.fit(Trainer(model, data, Descent(0.1), max_epochs=50,
+    ...                                    callbacks=[stop]))   # metrics.stopped_early
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0,

@@ -1,48 +1,140 @@
-"""EpochLog: one line a `print_every` epochs through the `d2lai` logger, as the Julia text."""
+"""EpochLog: one line an epoch through the `d2lai` logger, the Julia text's figures and more.
+
+    [ Info: Epoch 3/10 · 6.1 s · Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: 0.3990,
+      Val Acc: 0.8604   (one line)
+
+The figures keep the Julia text's titles (`Train Loss`, `Val Loss`, `Val Acc`), so a reader can
+hold the line against the book's; the epoch, its seconds and the training accuracy come first
+and between. A model family's own figures (perplexity: `Train Ppl`, `Val Ppl`) and a learning
+rate follow. At the end of a fit of two epochs or more, one more line names the best epoch of
+the monitored figure with its figures, beside the last one printed above it.
+
+Where the lines go: the `d2lai` logger, to standard error by default (as Python's logging and
+Julia's `@info`), or where `show_logs(stream)` sends them; a program that set up logging itself
+keeps its own handlers. The chapter's command lines send them to standard output, with the
+tables, so that `> run.log` holds a run's whole story.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import sys
 
+from .. import distributed
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
 
-__all__ = ["EpochLog", "JuliaFormatter", "show_logs"]
+__all__ = ["EpochLog", "JuliaFormatter", "show_logs", "format_figures"]
 
-TITLES = {"train_loss": "Train Loss", "val_loss": "Val Loss", "val_acc": "Val Acc"}
+TITLES = {"train_loss": "Train Loss", "train_acc": "Train Acc", "train_ppl": "Train Ppl",
+          "val_loss": "Val Loss", "val_acc": "Val Acc", "val_ppl": "Val Ppl",
+          "test_loss": "Test Loss", "test_acc": "Test Acc", "lr": "LR"}
+HIDDEN = ("train_s", "val_s")  # in the line as the epoch's seconds, not as figures
+
+
+def _number(value: float) -> str:
+    """4 decimals in the usual range, 4 significant digits for tiny or huge values (a rate)."""
+    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e5 or not math.isfinite(value) \
+        else f"{value:.4g}"
+
+
+def format_figures(logs: dict[str, float]) -> str:
+    """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the figures of `logs` (name ->
+    value), the book's first, in the book's order, then any others (titled from their names),
+    timings left out.
+
+    >>> format_figures({"val_acc": 0.86, "train_loss": 0.4})
+    'Train Loss: 0.4000, Val Acc: 0.8600'
+    """
+    names = [k for k in TITLES if k in logs] + [k for k in logs if k not in TITLES]
+    return ", ".join(f"{TITLES.get(k) or k.replace('_', ' ').title()}: {_number(logs[k])}"
+                     for k in names if k not in HIDDEN and isinstance(logs[k], (int, float)))
 
 
 class EpochLog(Callback):
-    """`[ Info: Train Loss: 0.4631, Val Loss: 0.3193, Val Acc: 0.8875` every `print_every`
-    epochs: at INFO when the trainer is verbose (made visible unless the program set up
-    logging itself), at DEBUG when not."""
+    """Logs `Epoch 3/10 · 6.1 s · Train Loss: ..., Val Acc: ...` every `print_every` epochs
+    and, at the end of a fit of two epochs or more, the best epoch of the monitored figure:
+    at INFO when the trainer is verbose, at DEBUG when not.
+
+    >>> Trainer(model, data, Descent(0.1), print_every=5)   # every Trainer has one
+    """
 
     order = 40
-
-    def on_fit_start(self, trainer) -> None:
-        if trainer.verbose:
-            show_logs()
+    main_process_only = True
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         if epoch % trainer.print_every == 0:
-            line = ", ".join(f"{title}: {logs[k]:.4f}" for k, title in TITLES.items()
-                             if k in logs) or f"Epoch {epoch}"
-            logger.log(logging.INFO if trainer.verbose else logging.DEBUG, line)
+            end = f"/{trainer.stop_epoch}" if trainer.stop_epoch < math.inf else ""
+            seconds = logs.get("train_s", 0.0) + logs.get("val_s", 0.0)
+            figures = format_figures(logs)
+            line = f"Epoch {epoch}{end} · {seconds:.1f} s" + (f" · {figures}" if figures else "")
+            logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s", line)
+
+    def on_fit_end(self, trainer, metrics) -> None:
+        epochs = len(metrics.history.get("train_loss", []))
+        best = metrics.best(trainer.monitor) if epochs >= 2 else None
+        if best is None or not best.epoch:
+            return
+        figures = {k: v[best.epoch - 1] for k, v in metrics.history.items()
+                   if len(v) >= best.epoch}
+        title = TITLES.get(best.monitor) or best.monitor.replace("_", " ").title()
+        last = " (the last)" if best.epoch == epochs else ""
+        logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s",
+                   f"Best {title} at epoch {best.epoch}/{epochs}{last} · "
+                   f"{format_figures(figures)}")
 
 
 class JuliaFormatter(logging.Formatter):
-    """`[ Info: message`, as Julia's logging macros print it."""
+    """`[ Info: message`, as Julia's logging macros print it.
+
+    >>> handler.setFormatter(JuliaFormatter())
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         return f"[ {record.levelname.capitalize()}: {record.getMessage()}"
 
 
-def show_logs() -> None:
-    """Make the `d2lai` logger's INFO lines visible, unless the program set up logging itself."""
-    if not logger.hasHandlers():
-        handler = logging.StreamHandler()
+class ConsoleHandler(logging.StreamHandler):
+    """A stream handler that looks up `sys.stdout` or `sys.stderr` when it writes (so it
+    follows a redirection made later), or writes to the file object it was given."""
+
+    def __init__(self, stream="stderr"):
+        self.target = stream
+        super().__init__()
+
+    @property
+    def stream(self):
+        if self.target in ("stdout", "stderr"):
+            return getattr(sys, self.target)
+        return self.target
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the target decides
+        pass
+
+
+def show_logs(stream=None) -> None:
+    """Make the `d2lai` logger's INFO lines (epoch lines, notes, warnings) visible.
+
+    Args:
+        stream: where the lines go: `"stderr"` (what `None` gives on first use), `"stdout"`
+            (the stream looked up at each line, so later redirections are followed), or an
+            open text file. Without it, a program that set up logging itself (a handler on the
+            root logger or on `d2lai`) keeps its own handlers; with it, d2lai's console
+            handler is (re)placed on that stream.
+
+    >>> d2lai.show_logs("stdout")   # the epoch lines with what print() writes
+    """
+    ours = [h for h in logger.handlers if isinstance(h, ConsoleHandler)]
+    if stream is not None or not logger.hasHandlers():
+        for handler in ours:
+            logger.removeHandler(handler)
+        handler = ConsoleHandler("stderr" if stream is None else stream)
         handler.setFormatter(JuliaFormatter())
+        if not distributed.is_main_process():  # under torchrun, rank 0 alone tells the story
+            handler.setLevel(logging.WARNING)
         logger.addHandler(handler)
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)

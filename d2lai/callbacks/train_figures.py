@@ -13,12 +13,17 @@ class TrainFigures(Callback):
     """Sums each batch's loss (and, for a model with `accuracy`, its correct predictions) on
     the device as the batches go, without a sync per batch; the means go into the epoch's
     figures as `train_loss` and `train_acc`. The outputs are taken from the model's forward
-    pass by one hook, registered for the fit, not recomputed."""
+    pass by one hook, registered for the fit, not recomputed. A model family whose
+    `train_accuracy` is False (a language model: its figure is perplexity) is not scored.
+
+    >>> model, metrics = d2lai.fit(trainer)   # every Trainer has one: metrics.train_acc
+    """
 
     order = 20
 
     def on_fit_start(self, trainer) -> None:
-        scores = getattr(trainer.model, "accuracy", None)
+        scores = (getattr(trainer.model, "accuracy", None)
+                  if getattr(trainer.model, "train_accuracy", True) else None)
         self.accuracy, self.outputs = scores, None
         self.hook = (trainer.model.register_forward_hook(self.keep) if scores is not None
                      else None)

@@ -46,7 +46,8 @@ class TensorLoader:
     `shuffle=True` the order is drawn anew (from torch's global generator) every pass. A trailing
     batch of a single sample is merged into the batch before it (when `merge_single`), so that no
     batch-norm layer ever sees a training batch of one. `transform`, if given, is applied to the
-    first tensor of each batch (stored images -> model input).
+    first tensor of each batch (stored images -> model input). `shard` makes it serve one rank's
+    part of every batch, for data-parallel training.
     """
 
     def __init__(self, tensors: torch.Tensor | Sequence[torch.Tensor], batchsize: int,
@@ -72,29 +73,57 @@ class TensorLoader:
             raise TypeError(f"transform must be callable or None, got {type(transform).__name__}")
         self.tensors = tuple(tensors)
         self.batchsize = positive_int("batchsize", batchsize)
-        self.shuffle, self.transform = shuffle, transform
+        self.shuffle, self.transform, self.merge_single = shuffle, transform, merge_single
         self.n = lengths[0] if lengths else 0
+        self.share = 1.0  # of the current batch held by this rank's part (1 in one process)
+        self.shard(0, 1)
+
+    def shard(self, rank: int, world_size: int, seed: int | None = None) -> TensorLoader:
+        """Serve part `rank` of `world_size` of every batch (data-parallel training); returns
+        the loader.
+
+        The batches stay one process's, `batchsize` rows each (the global batch), and each is
+        split into `world_size` parts of near-equal size, so that the ranks together see every
+        sample of a pass once. A final batch too small to give each rank two rows is merged into
+        the one before (in one process, a final batch of one), if `merge_single`. With `seed`,
+        the shuffled order comes from a generator seeded with it, the same on every rank;
+        without, from torch's global generator.
+        """
         starts = list(range(0, self.n, self.batchsize))
-        if merge_single and len(starts) > 1 and self.n - starts[-1] == 1:
+        if self.merge_single and len(starts) > 1 and self.n - starts[-1] < 2 * world_size:
             starts.pop()
         self.bounds = list(zip(starts, starts[1:] + [self.n], strict=False))
+        parts = [(*_part(lo, hi, rank, world_size), hi - lo) for lo, hi in self.bounds]
+        self.parts = [(lo, hi, (hi - lo) / size) for lo, hi, size in parts if hi > lo]
+        self.seed = seed
+        return self
 
     def __len__(self) -> int:
-        return len(self.bounds)
+        return len(self.parts)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        if not self.bounds:
+        if not self.parts:
             return
         if self.shuffle:
-            order = torch.randperm(self.n).to(self.tensors[0].device)
-            batches = (tuple(t.index_select(0, order[lo:hi]) for t in self.tensors)
-                       for lo, hi in self.bounds)
-        else:
-            batches = (tuple(t[lo:hi] for t in self.tensors) for lo, hi in self.bounds)
-        for batch in batches:
+            generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
+            order = torch.randperm(self.n, generator=generator).to(self.tensors[0].device)
+        for lo, hi, share in self.parts:
+            self.share = share
+            if self.shuffle:
+                batch = tuple(t.index_select(0, order[lo:hi]) for t in self.tensors)
+            else:
+                batch = tuple(t[lo:hi] for t in self.tensors)
             if self.transform is not None:
                 batch = (self.transform(batch[0]), *batch[1:])
             yield batch
+
+
+def _part(lo: int, hi: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rows [lo, hi) cut into `world_size` near-equal parts, the first ones a row longer:
+    the bounds of part `rank`."""
+    size, extra = divmod(hi - lo, world_size)
+    start = lo + rank * size + min(rank, extra)
+    return start, start + size + (rank < extra)
 
 
 def _moved(value, device, memo: dict):

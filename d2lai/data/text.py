@@ -308,9 +308,10 @@ class MTFraEng(AbstractData):
 
 
 def show_list_len_pair_hist(legend: Sequence[str], xlabel: str, ylabel: str, xlist, ylist,
-                            path: str | os.PathLike | None = None):
+                            path: str | os.PathLike | None = None, fig=None):
     """A histogram of the lengths of two lists of sequences (source and target sentences, say),
-    side by side, the second hatched; returns the matplotlib figure, saved to `path` if given."""
+    side by side, the second hatched; returns the matplotlib figure (`fig` when given, a pyplot
+    figure say, else a new one), saved to `path` if given."""
     from matplotlib.figure import Figure
 
     from ..board import check_plot_path
@@ -319,7 +320,8 @@ def show_list_len_pair_hist(legend: Sequence[str], xlabel: str, ylabel: str, xli
         raise ValueError(f"legend must name the two lists, e.g. ['source', 'target'], "
                          f"got {legend!r}")
     file = check_plot_path(path) if path is not None else None
-    fig = Figure(figsize=(3.5, 2.5), layout="constrained")
+    if fig is None:
+        fig = Figure(figsize=(3.5, 2.5), layout="constrained")
     ax = fig.add_subplot()
     _, _, patches = ax.hist([[len(s) for s in xlist], [len(s) for s in ylist]])
     for patch in patches[1].patches:

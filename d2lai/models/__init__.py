@@ -1,6 +1,7 @@
 """Model families: each owns its loss, its figures and its shape checks (`base`: any model;
-`classifier`: class scores; `rnn`: recurrent nets and language models; `seq2seq`:
-encoder-decoders), and the layers they are built of (`attention`, `transformer`)."""
+`regression`: the concise linear regression; `classifier`: class scores; `rnn`: recurrent nets
+and language models; `seq2seq`: encoder-decoders), and the layers they are built of
+(`attention`, `transformer`)."""
 
 from .attention import (
     AdditiveAttention,
@@ -12,8 +13,17 @@ from .attention import (
     sequence_mask,
     show_heatmaps,
 )
-from .base import AbstractModel, forward, loss, training_step, validation_step
+from .base import (
+    AbstractConciseModel,
+    AbstractModel,
+    Model,
+    forward,
+    loss,
+    training_step,
+    validation_step,
+)
 from .classifier import HEADS, AbstractClassifier, accuracy, guess_head
+from .regression import LinearRegressionConcise
 from .rnn import (
     AbstractRNNClassifier,
     GRUScratch,
@@ -36,6 +46,7 @@ from .seq2seq import (
     bleu,
     init_seq2seq,
     init_state,
+    predict_step,
 )
 from .transformer import (
     AddNorm,
@@ -46,8 +57,9 @@ from .transformer import (
     TransformerEncoderBlock,
 )
 
-__all__ = ["AbstractModel", "AbstractClassifier", "HEADS", "accuracy", "guess_head", "forward",
-           "loss", "training_step", "validation_step",
+__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "AbstractClassifier", "HEADS",
+           "accuracy", "guess_head", "forward", "loss", "training_step", "validation_step",
+           "LinearRegressionConcise",
            # recurrent nets
            "AbstractRNNClassifier", "RNNScratch", "LSTMScratch", "GRUScratch", "StackedRNN",
            "StackedRNNScratch", "RNNLMScratch", "RNNModelConcise", "clip_gradients",
@@ -57,7 +69,8 @@ __all__ = ["AbstractModel", "AbstractClassifier", "HEADS", "accuracy", "guess_he
            "MultiHeadedAttention", "MultiHeadAttention", "PositionalEncoding", "show_heatmaps",
            # encoder-decoders
            "AbstractEncoderDecoder", "Seq2SeqEncoder", "Seq2SeqDecoder",
-           "Seq2SeqAttentionDecoder", "Seq2Seq", "init_seq2seq", "init_state", "bleu",
+           "Seq2SeqAttentionDecoder", "Seq2Seq", "init_seq2seq", "init_state", "predict_step",
+           "bleu",
            # the transformer
            "PositionWiseFFN", "AddNorm", "TransformerEncoderBlock", "TransformerEncoder",
            "TransformerDecoderBlock", "TransformerDecoder"]

@@ -188,9 +188,10 @@ class PositionalEncoding(nn.Module):
 
 def show_heatmaps(matrices, xlabel: str, ylabel: str, titles=None,
                   figsize: tuple[float, float] = (2.5, 2.5), cmap: str = "Reds",
-                  path: str | os.PathLike | None = None) -> Figure:
+                  path: str | os.PathLike | None = None, fig: Figure | None = None) -> Figure:
     """A grid of heatmaps, one per matrix of `matrices` (rows, cols, Q, K), with a colour bar;
-    `titles` name the columns. Saved to `path` when given; returns the figure."""
+    `titles` name the columns. Drawn into `fig` when given (a pyplot figure, say), else into a
+    new figure; saved to `path` when given; returns the figure."""
     matrices = np.asarray(matrices.detach().cpu() if isinstance(matrices, torch.Tensor)
                           else matrices, dtype=float)
     if matrices.ndim != 4:
@@ -199,8 +200,9 @@ def show_heatmaps(matrices, xlabel: str, ylabel: str, titles=None,
     num_rows, num_cols = matrices.shape[:2]
     if titles is not None and len(titles) < num_cols:
         raise ValueError(f"titles must name each of the {num_cols} columns, got {len(titles)}")
-    fig = Figure(figsize=figsize)
-    FigureCanvasAgg(fig)
+    if fig is None:
+        fig = Figure(figsize=figsize)
+        FigureCanvasAgg(fig)
     axes = fig.subplots(num_rows, num_cols, sharex=True, sharey=True, squeeze=False)
     for i in range(num_rows):
         for j in range(num_cols):

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 from torch import nn
 
-__all__ = ["AbstractModel", "forward", "loss", "training_step", "validation_step"]
+__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "forward", "loss", "training_step",
+           "validation_step"]
 
 
 class AbstractModel(nn.Module):
-    """A model that knows its loss. Subclasses set `self.net` (or override `forward`) and `loss`."""
+    """A model that knows its loss. Subclasses set `self.net` (or override `forward`) and `loss`.
+
+    `train_accuracy` says whether the trainer scores the training batches too (when the model
+    has an `accuracy`); a family whose figure is something else turns it off.
+    """
+
+    train_accuracy = True
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.net(X)
@@ -74,6 +83,34 @@ class AbstractModel(nn.Module):
         except Exception:  # figures that need real values: known after the first epoch only
             return None
         return names + [k for k in own if k not in names]
+
+
+class AbstractConciseModel(AbstractModel):
+    """A model that is a ready-made net (`nn.Sequential`, a torch layer): `Model(net)`, whose
+    forward pass is the net's. Subclasses define `loss`."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"{type(self).__name__} takes its net as a torch.nn.Module (e.g. "
+                            f"nn.Linear(2, 1)), got {type(net).__name__}")
+        self.net = net
+
+
+class Model(AbstractConciseModel):
+    """The Julia package's `Model(net, args)`: a net and its settings (`args`, keyword
+    arguments or a dict, kept as a namespace: `model.args.lr`). Subclass it to give a loss."""
+
+    def __init__(self, net: nn.Module, args=None, **kwargs):
+        super().__init__(net)
+        if isinstance(args, SimpleNamespace):
+            args = vars(args)
+        elif hasattr(args, "_asdict"):  # a namedtuple, Julia's NamedTuple
+            args = args._asdict()
+        elif not isinstance(args, (dict, type(None))):
+            raise TypeError(f"Model's args must be a dict, a namespace or keyword arguments, "
+                            f"got {type(args).__name__}")
+        self.args = SimpleNamespace(**(args or {}), **kwargs)
 
 
 # The Julia text calls these as functions of the model: `d2lai.forward(model, X)`, ...

@@ -49,7 +49,9 @@ class AbstractClassifier(AbstractModel):
     def loss(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
         """Cross-entropy of the outputs against integer labels, as the output kind calls for;
         targets outside `target_mask(y)` are left out of the mean (and are 0 if not averaged)."""
-        scores, labels = y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long()
+        scores, labels = y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long()  # (n, C), (n,)
+        if len(scores) != len(labels):
+            raise ValueError(f"loss: {len(scores)} predictions but {len(labels)} labels")
         kind = self.output_head(y_hat)
         if kind == "probabilities":  # finite even where p is 0, as Flux computes it
             scores = torch.log(scores + torch.finfo(scores.dtype).eps)
@@ -61,8 +63,10 @@ class AbstractClassifier(AbstractModel):
 
     def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
         """Fraction of targets whose largest score is at the label (0/1 each if not averaged)."""
-        correct = (y_hat.argmax(dim=-1) == y).reshape(-1).float()
-        return _masked_mean(correct, self.target_mask(y), averaged)
+        preds, labels = y_hat.argmax(dim=-1).reshape(-1), y.reshape(-1)  # (n,), (n,)
+        if len(preds) != len(labels):
+            raise ValueError(f"accuracy: {len(preds)} predictions but {len(labels)} labels")
+        return _masked_mean((preds == labels).float(), self.target_mask(y), averaged)
 
     def target_mask(self, y: torch.Tensor) -> torch.Tensor | None:
         """Which targets count in the loss and accuracy (a boolean tensor like y); None: all."""

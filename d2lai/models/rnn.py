@@ -183,6 +183,7 @@ class AbstractRNNClassifier(AbstractClassifier):
     """
 
     output_kind = "logits"
+    train_accuracy = False  # the text reports perplexity, not the accuracy of training
 
     def __init__(self, rnn: nn.Module, vocab_size: int, lr: float = 0.01):
         super().__init__()

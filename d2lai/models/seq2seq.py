@@ -19,7 +19,8 @@ from .attention import AdditiveAttention
 from .classifier import AbstractClassifier
 
 __all__ = ["AbstractEncoderDecoder", "Seq2SeqEncoder", "Seq2SeqDecoder",
-           "Seq2SeqAttentionDecoder", "Seq2Seq", "init_seq2seq", "init_state", "bleu"]
+           "Seq2SeqAttentionDecoder", "Seq2Seq", "init_seq2seq", "init_state", "predict_step",
+           "bleu"]
 
 
 class AbstractEncoderDecoder(AbstractClassifier):
@@ -94,6 +95,20 @@ class AbstractEncoderDecoder(AbstractClassifier):
         finally:
             self.train(was_training)
         return torch.cat(outputs, dim=1), attention_weights  # (N, steps), [...]
+
+
+def predict_step(model: AbstractEncoderDecoder, batch, device, num_steps: int, *,
+                 save_attention_weights: bool = False, save_attention_wts: bool | None = None,
+                 eos: int | None = None) -> tuple[torch.Tensor, list]:
+    """`model.predict_step(...)` as the Julia text calls it: `predict_step(model, batch, "cpu",
+    data.args.num_steps, save_attention_wts=True)` gives (predicted indices (N, steps), the
+    decoder's attention weights of each step). `save_attention_wts` is the Julia keyword."""
+    if not isinstance(model, AbstractEncoderDecoder):
+        raise TypeError(f"predict_step takes an encoder-decoder (a d2lai.Seq2Seq, say), got "
+                        f"{type(model).__name__}")
+    if save_attention_wts is not None:
+        save_attention_weights = save_attention_wts
+    return model.predict_step(batch, device, num_steps, save_attention_weights, eos)
 
 
 def init_state(decoder: nn.Module, enc_all_outputs, *args):
@@ -205,18 +220,24 @@ class Seq2SeqAttentionDecoder(nn.Module):
 
 
 class Seq2Seq(AbstractEncoderDecoder):
-    """An encoder-decoder trained with Adam at rate `lr`; `tgt_pad` (the target vocabulary's
-    `<pad>` index) is masked in loss and accuracy, and `tgt_eos`, when given, ends prediction.
+    """An encoder-decoder; `tgt_pad` (the target vocabulary's `<pad>` index) is masked in loss
+    and accuracy, and `tgt_eos`, when given, ends prediction. `Seq2Seq(encoder, decoder,
+    tgt_pad)` as the Julia text builds it trains with the `opt` given to the Trainer; with `lr`
+    (the PyTorch edition's), `opt=None` trains it with Adam at that rate.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, tgt_pad: int, lr: float,
-                 tgt_eos: int | None = None):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, tgt_pad: int,
+                 lr: float | None = None, tgt_eos: int | None = None):
         super().__init__(encoder, decoder)
         self.tgt_pad = count("tgt_pad", tgt_pad)
-        self.lr = number("lr", lr, 0, open_low=True)
+        self.lr = number("lr", lr, 0, open_low=True, allow_none=True)
         self.tgt_eos = None if tgt_eos is None else count("tgt_eos", tgt_eos)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        if self.lr is None:
+            raise ValueError("Seq2Seq was built without lr, so it has no optimiser of its own: "
+                             "pass one to the Trainer (opt=d2lai.Adam(0.005)), or build it with "
+                             "Seq2Seq(encoder, decoder, tgt_pad, lr=0.005)")
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 

@@ -1,0 +1,118 @@
+"""Recurrent Neural Networks (chapter 8): a character-level language model of The Time Machine,
+its RNN written from scratch and with torch's `nn.RNN`, then greedy prediction after a prefix.
+
+Run the chapter with `python -m chapters.rnn` (`--help` for the flags; `--quick` for a short run).
+
+The text's settings: `TimeMachine(1024, 32)`, 32 hidden units, `Optimiser(Descent(1.))`, 100
+epochs, `gradient_clip_val = 1.`; perplexity (exp of the mean cross-entropy) is its figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from torch import nn
+
+import d2lai
+from chapters.cli import (
+    TEXT,
+    book_or_quick,
+    common_flags,
+    fit_and_record,
+    learning_rate,
+    load_data,
+    positive_int,
+    text_flags,
+)
+from d2lai import Descent, Optimiser, RNNLMScratch, RNNModelConcise, RNNScratch, Trainer
+from d2lai.files import write_json
+
+__all__ = ["rnn_lm_scratch", "rnn_lm_concise", "MODELS", "train_lm", "perplexity_table", "main"]
+
+BOOK = dict(epochs=100, batchsize=1024, num_steps=32, num_hiddens=32, lr=1.0)
+QUICK = dict(epochs=8, batchsize=64, num_steps=16, num_train=640, num_val=128)
+
+
+def rnn_lm_scratch(vocab_size: int, num_hiddens: int) -> RNNLMScratch:
+    """The language model from scratch: one-hot characters into RNNScratch, logits out."""
+    return RNNLMScratch(RNNScratch(vocab_size, num_hiddens), vocab_size)
+
+
+def rnn_lm_concise(vocab_size: int, num_hiddens: int) -> RNNModelConcise:
+    """The same model over torch's `nn.RNN` (time first, as the book's)."""
+    return RNNModelConcise(nn.RNN(vocab_size, num_hiddens), num_hiddens, vocab_size)
+
+
+MODELS = {"scratch": rnn_lm_scratch, "concise": rnn_lm_concise}
+
+
+def perplexity_table(results: dict[str, dict], extra: str = "prediction") -> None:
+    """A row a model: epochs, perplexities, validation accuracy, seconds and `extra`."""
+    print(f"\n{'model':<18}{'class':<17}{'epochs':>6}{'train ppl':>10}{'val ppl':>9}"
+          f"{'val acc':>8}{'seconds':>9}  {extra}")
+    for name, r in results.items():
+        ppl, val_ppl, acc = (_last(r["history"], k) for k in ("train_ppl", "val_ppl", "val_acc"))
+        print(f"{name:<18}{r['model']:<17}{r['metrics']['epochs']:>6}{ppl:>10}{val_ppl:>9}"
+              f"{acc:>8}{r['seconds']:>9.1f}  {r.get(extra, '')!r}")
+
+
+def _last(history: dict, name: str) -> str:
+    """The last epoch's figure `name`, or '-' when there is none (or it is not finite)."""
+    value = (history.get(name) or [math.nan])[-1]
+    return f"{value:.3f}" if value is not None and math.isfinite(value) else "-"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m chapters.rnn", description=__doc__.split("\n\n")[0],
+        parents=[common_flags("out/rnn", TEXT, positive_int), text_flags(num_steps=32)])
+    p.add_argument("--model", choices=[*MODELS, "both"], default="both")
+    p.add_argument("--lr", type=learning_rate, help="learning rate of Descent (default 1, the "
+                                                    "book's)")
+    p.add_argument("--prefix", default="it has", help="text the prediction starts from")
+    p.add_argument("--num-preds", type=positive_int, default=20,
+                   help="characters to predict after the prefix")
+    p.set_defaults(epochs=None, batchsize=None)
+    return book_or_quick(p.parse_args(argv), BOOK, QUICK)
+
+
+def train_lm(name: str, model: nn.Module, data: d2lai.TimeMachine, args: argparse.Namespace,
+             lr: float, epochs: int) -> dict:
+    """Train a language model as the text does (Descent, clipped gradients, the board on an
+    identity scale saved to OUT/NAME-board.png), then predict after the prefix."""
+    out = Path(args.out)
+    trainer = Trainer(model, data, Optimiser(Descent(lr)), max_epochs=epochs, gpu=not args.cpu,
+                      gradient_clip_val=args.clip, board_yscale="identity",
+                      board_path=out / f"{name}-board.png")
+    print(f"\n{type(model).__name__} ({name}): {sum(p.numel() for p in model.parameters())} "
+          f"parameters, {epochs} epochs of Descent({lr}), batch {data.batchsize} x "
+          f"{data.num_steps} characters, vocabulary of {len(data.vocab)}")
+    record = fit_and_record(name, trainer, out)
+    record["prediction"] = d2lai.prediction(args.prefix, trainer.model, data.vocab,
+                                            args.num_preds)
+    print(f"prediction: {record['prediction']!r}")
+    write_json(out / f"{name}-history.json", record)  # with the prediction
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Train the chosen language models as the chapter does; predict after the prefix; print
+    the perplexities and the predictions."""
+    args = parse_args(argv)
+    if args.seed is not None:
+        d2lai.seed(args.seed)
+    data = load_data(args, TEXT, num_steps=args.num_steps)
+    results = {}
+    for name in MODELS if args.model == "both" else [args.model]:
+        model = MODELS[name](len(data.vocab), args.num_hiddens)
+        results[name] = train_lm(name, model, data, args, args.lr, args.epochs)
+        if results[name]["metrics"]["interrupted"]:  # Ctrl-C: stop, do not start the next
+            break
+    perplexity_table(results)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""TensorBoardLogger: a fit's figures as TensorBoard scalars, for a single Trainer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..checks import count
+from ..files import check_output_path
+from .base import Callback
+
+__all__ = ["TensorBoardLogger", "summary_writer", "tag"]
+
+
+def summary_writer():
+    """TensorBoard's SummaryWriter, imported only when asked for (tensorboard is optional);
+    an ImportError that says how to install it otherwise.
+
+    >>> writer = summary_writer()("out/tensorboard/run")
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError('TensorBoard logging needs the tensorboard package: '
+                          'pip install "d2lai[tensorboard]"') from None
+    return SummaryWriter
+
+
+def tag(name: str) -> str:
+    """The TensorBoard tag of figure `name`: `train_loss` -> `loss/train`, `val_acc` ->
+    `accuracy/val`, `val_ppl` -> `perplexity/val`, others as they are; kinds group the splits
+    in one chart.
+
+    >>> tag("val_acc")
+    'accuracy/val'
+    """
+    kinds = {"loss": "loss", "acc": "accuracy", "ppl": "perplexity"}
+    split, _, kind = name.partition("_")
+    if split in ("train", "val", "test") and kind:
+        return f"{kinds.get(kind, kind)}/{split}"
+    return name
+
+
+class TensorBoardLogger(Callback):
+    """Writes each epoch's figures as scalars (`loss/train`, `loss/val`, `accuracy/train`,
+    `accuracy/val`, `seconds/epoch`, `lr`, ...) under `logdir`, with the epoch as the step;
+    with `every_n_steps`, also the training loss every that many batches (`loss/step`).
+
+    Args:
+        logdir: the folder of the event files (`tensorboard --logdir` it, or its parent).
+        every_n_steps: batches between `loss/step` points (0: none; each costs a sync).
+
+    Needs `pip install "d2lai[tensorboard]"` (said when the fit starts, before training).
+
+    >>> tb = d2lai.TensorBoardLogger("out/tensorboard/scratch")
+    >>> d2lai.fit(Trainer(model, data, Descent(0.1), callbacks=[tb]))
+    """
+
+    order = 60
+    main_process_only = True
+
+    def __init__(self, logdir: str | os.PathLike, every_n_steps: int = 0):
+        self.logdir = Path(logdir).expanduser()
+        self.every_n_steps = count("every_n_steps", every_n_steps)
+        self.writer = None
+
+    def on_fit_start(self, trainer) -> None:
+        writer = summary_writer()
+        check_output_path(self.logdir, "logdir", folder=True)
+        self.writer = writer(str(self.logdir))
+
+    def on_train_batch_end(self, trainer, batch, loss) -> None:
+        if self.every_n_steps and trainer.steps % self.every_n_steps == 0:
+            self.writer.add_scalar("loss/step", float(loss.detach()), trainer.steps)
+
+    def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
+        for name, value in logs.items():
+            if name not in ("train_s", "val_s") and isinstance(value, (int, float)):
+                self.writer.add_scalar(tag(name), value, epoch)
+        if "train_s" in logs and "val_s" in logs:
+            self.writer.add_scalar("seconds/epoch", logs["train_s"] + logs["val_s"], epoch)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer, metrics) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
