@@ -163,8 +163,12 @@ class MonitorCallback(Callback):
 
 
 def fit_figures(trainer) -> list[str] | None:
-    """The figures a fit will log each epoch, before it starts: the model family's
-    (`figure_names`) and the callbacks' (`adds_figures`); None if the model cannot say."""
+    """The figures the fit of `trainer` will log each epoch, before it starts: the model
+    family's (`figure_names`) and the callbacks' (`adds_figures`); None if the model cannot say.
+
+    >>> fit_figures(Trainer(BLeNetConcise(), data, Descent(0.1)))
+    ['train_loss', 'train_acc', 'val_loss', 'val_acc']
+    """
     names = getattr(trainer.model, "figure_names", None)
     names = names() if callable(names) else None
     if names is None:

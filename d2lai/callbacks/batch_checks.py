@@ -125,8 +125,11 @@ class BatchChecks(Callback):
 
 
 def check_loss(model, loss) -> None:
-    """Refuse what a training step returned unless the trainer can differentiate it: the
-    batch's loss, a tensor of one value that requires grad."""
+    """Refuse what `model`'s training step returned (`loss`) unless the trainer can
+    differentiate it: the batch's loss, a tensor of one value that requires grad.
+
+    >>> check_loss(model, model.training_step(batch))   # a ValueError that says what to return
+    """
     must = ("training_step must return the batch's loss: a tensor of one value, computed from "
             "the model's output so that it requires grad (e.g. `*X, y = batch; return "
             "self.loss(self(*X), y)`)")

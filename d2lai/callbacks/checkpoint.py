@@ -86,8 +86,12 @@ class Checkpoint(Callback):
     def restore(self, trainer, state: dict) -> None:
         """Put a checked checkpoint's state into the trainer, its model and optimiser."""
         check_model_state(trainer.model, state["model"], self.path)
+        ignore = RESUMABLE
+        if trainer.seed is None:  # not given again: the saved run's (its random state is here)
+            ignore += ("seed",)
+            self.definition["seed"] = state.get("definition", {}).get("seed")
         changed = differences(state.get("definition", self.definition), self.definition,
-                              ignore=RESUMABLE, when="in the checkpoint")
+                              ignore=ignore, when="in the checkpoint")
         if changed:
             raise ValueError(
                 f"checkpoint {self.path} is another run's: {'; '.join(changed)}. Build the "

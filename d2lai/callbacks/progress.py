@@ -78,8 +78,12 @@ class ProgressBar(Callback):
         if self.shown:  # 3 columns short of the width: a ^C echoed after it stays on its line
             width = shutil.get_terminal_size().columns if not sys.stderr.isatty() else \
                 os.get_terminal_size(sys.stderr.fileno()).columns
-            self.bar = tqdm(total=self.total, desc=self.title(trainer), unit="batch",
-                            leave=False, ncols=max(width - 3, 20), file=sys.stderr)
+            try:
+                self.bar = tqdm(total=self.total, desc=self.title(trainer), unit="batch",
+                                leave=False, ncols=max(width - 3, 20), file=sys.stderr)
+            except KeyboardInterrupt:  # drawn but not made: tqdm cannot clear it, so we do
+                sys.stderr.write("\r\x1b[K")
+                raise
         self.show(trainer)
 
     def on_train_batch_end(self, trainer, batch, loss) -> None:
