@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,10 +41,21 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.common import (
+    REPO,
+    add_json,
+    check_positive,
+    finish,
+    machine,
+    parser,
+    print_held,
+    rotated,
+    sync,
+)
+
 if TYPE_CHECKING:
     import torch
 
-REPO = Path(__file__).resolve().parent.parent
 MIB = 2 ** 20
 CASES = {  # what each child process does, in order
     "import": "import (floor)",
@@ -164,11 +174,6 @@ def cutting_speed(root: Path, args: argparse.Namespace) -> dict:
     from d2lai.data import FashionMNISTData, TensorLoader
 
     device = torch.device("cuda" if args.gpu else "cpu")
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     data = FashionMNISTData(batchsize=args.batchsize, root=root).to(device)
     X, y = data.train
     former = TensorLoader((data.transform(X), y), args.batchsize, shuffle=True)
@@ -181,12 +186,12 @@ def cutting_speed(root: Path, args: argparse.Namespace) -> dict:
     times: dict[str, list[float]] = {k: [] for k in loaders}
     order = list(loaders)
     for i in range(1 + args.passes):  # the first pass of each is a warm-up
-        for name in order[i % 2:] + order[:i % 2]:
-            sync()
+        for name in rotated(order, i):
+            sync(device)
             tic = time.perf_counter()
             for _ in loaders[name]:
                 pass
-            sync()
+            sync(device)
             if i:
                 times[name].append(time.perf_counter() - tic)
     n = len(X)
@@ -196,15 +201,6 @@ def cutting_speed(root: Path, args: argparse.Namespace) -> dict:
     res["same_batches"] = identical
     res["num_train"], res["batchsize"], res["device"] = n, args.batchsize, device.type
     return res
-
-
-def machine(args: argparse.Namespace) -> dict:
-    import torch
-
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "device": torch.cuda.get_device_name() if args.gpu else "cpu"}
 
 
 def check_bounds(memory: dict, speed: dict, args: argparse.Namespace) -> dict:
@@ -251,15 +247,11 @@ def print_table(report: dict) -> None:
         print(f"{label:<28}{s[key]['samples_per_s']:>12.0f}{s[key]['s_per_pass']:>9.3f}")
     print(f"ratio uint8/float32: {s['ratio_uint8/float32']:.3f}  (same batches: "
           f"{s['same_batches']})")
-    print("\nbounds:")
-    for key, b in report["bounds"].items():
-        print(f"  {key:<44} {b['value']:>7.3f}  {'held' if b['held'] else 'MISSED'}")
+    print_held("bounds", report["bounds"], 44, digits=7)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.data_memory",
-                                description=__doc__.split("\n\n")[0].replace("\n", " "),
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("data_memory", __doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (else data of "
                                        "Fashion-MNIST's size generated in a temp dir)")
     p.add_argument("--num-train", type=int, help="the 224x224 epoch trains on the first N "
@@ -275,14 +267,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the bound on the peak memory of the 224x224 epoch")
     p.add_argument("--min-ratio", type=float, default=0.9,
                    help="the least uint8/float32 cutting speed ratio that counts as as fast")
-    p.add_argument("--json", default=str(REPO / "bench" / "data_memory.json"),
-                   help="where to write the figures")
+    add_json(p, "data_memory")
     p.add_argument("--child", choices=[*CASES, "generate"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    for flag, value in (("--num-train", args.num_train), ("--num-val", args.num_val),
-                        ("--batchsize", args.batchsize), ("--passes", args.passes)):
-        if value is not None and value < 1:
-            p.error(f"{flag} must be a positive integer")
+    check_positive(p, {"--num-train": args.num_train, "--num-val": args.num_val,
+                       "--batchsize": args.batchsize, "--passes": args.passes})
     if args.gpu and not args.child:  # asked in a child: this process stays without torch
         cuda = subprocess.run([sys.executable, "-c", "import sys, torch; "
                                "sys.exit(not torch.cuda.is_available())"], cwd=REPO)
@@ -311,8 +300,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         launcher = _mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         print("speed: cutting 28x28 batches", file=sys.stderr)
         speed = cutting_speed(root, args)  # imports torch here, after the memory cases
-    report = {"machine": machine(args) | {"load_avg_start": load_start,
-                                          "load_avg_end": os.getloadavg()},
+    import torch
+
+    device = torch.device("cuda" if args.gpu else "cpu")
+    report = {"machine": machine(device) | {"load_avg_start": load_start,
+                                            "load_avg_end": os.getloadavg()},
               "settings": {"data": kind, "batchsize": args.batchsize, "passes": args.passes,
                            "gpu": args.gpu, "num_train": args.num_train,
                            "num_val": args.num_val},
@@ -322,12 +314,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     report["former_224"] = {"stored_mib": (n_train + n_val) * per_image,
                             "train_mib": n_train * per_image}
     report["bounds"] = check_bounds(memory, speed, args)
-    print_table(report)
-    from d2lai.files import write_json  # after the memory cases: d2lai imports torch
-
-    write_json(args.json, report)
-    print(f"\nfigures written to {args.json}")
-    return report
+    return finish(report, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -54,12 +54,21 @@ import torch.nn.functional as F
 from torch import nn
 
 import d2lai
-from bench.train_speed import machine
+from bench.common import (
+    add_json,
+    finish,
+    machine,
+    parse,
+    parser,
+    positive,
+    print_held,
+    rotated,
+    setup,
+    sync,
+)
 from d2lai.data import FASHION_MNIST_FILES
-from d2lai.files import write_json
 from d2lai.testing import write_fake_fashion_mnist, write_fake_time_machine
 
-REPO = Path(__file__).resolve().parent.parent
 SEED = 0
 WORKLOADS = ("bn", "rnn")
 TARGETS = {"bn": 1.6}  # the book's time over d2lai's, at most 0.02 apart in accuracy
@@ -119,16 +128,11 @@ def timed_fit(trainer, model, data) -> float:
     device = torch.device("cuda" if torch.cuda.is_available() and trainer.num_gpus else "cpu")
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _sync(device)
+        sync(device)
         tic = time.perf_counter()
         trainer.fit(model, data)
-        _sync(device)
+        sync(device)
         return time.perf_counter() - tic
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # --- the figures, measured alike for both ---------------------------------------------------------
@@ -236,8 +240,7 @@ def bench(workload: str, libraries: dict, args: argparse.Namespace, tmp: Path,
     figure = "val_acc" if workload == "bn" else "val_ppl"
     run = run_bn if workload == "bn" else run_rnn
     for r in range(args.repeats):
-        names = list(libraries)
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in rotated(list(libraries), r):
             book = name == "d2l"
             folder = (lambda: in_folder(tmp / "run")) if book else contextlib.nullcontext
             out = run(libraries[name], args, folder)
@@ -289,21 +292,11 @@ def print_table(report: dict) -> None:
                   f"{res['ratio_data_d2l/d2lai']:.2f}x")
     if not report["settings"]["book_installed"]:
         print("\nthe book's d2l is not installed: pip install --no-deps d2l==1.0.3")
-    print("\ntargets:")
-    for key, t in report["targets"].items():
-        print(f"  {key:<36} {t['value']:>8.3f}  {'held' if t['held'] else 'MISSED'}")
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    print_held("targets", report["targets"], 36)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.edition_speed", description=__doc__.split(
-        "\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("edition_speed", __doc__.split("\n")[0])
     p.add_argument("--workloads", default="bn,rnn", help="comma-separated: bn,rnn")
     p.add_argument("--repeats", type=positive, default=2, help="runs of each library")
     p.add_argument("--rnn-epochs", type=positive, default=5, help="epochs of the RNN model")
@@ -316,23 +309,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-book", action="store_true", help="run the d2lai side only")
     p.add_argument("--data-root", help="folder holding FashionMNIST/raw/ (else $D2LAI_DATA, "
                                        "else generated data)")
-    p.add_argument("--json", default=str(REPO / "bench" / "edition_speed.json"),
-                   help="where to write the figures")
-    args = p.parse_args(argv)
-    args.workloads = [w for w in args.workloads.split(",") if w]
-    if not args.workloads or any(w not in WORKLOADS for w in args.workloads):
-        p.error(f"--workloads takes a comma-separated list of {', '.join(WORKLOADS)}")
-    if args.gpu and not torch.cuda.is_available():
-        p.error("--gpu: PyTorch sees no CUDA device")
-    return args
+    add_json(p, "edition_speed")
+    return parse(p, argv, "--workloads", WORKLOADS)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run every workload with both libraries, print the table, write the JSON."""
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.gpu else "cpu")
+    device = setup(args)
     saved_root = os.environ.get("D2LAI_DATA")
     with tempfile.TemporaryDirectory(prefix="d2lai-edition-bench-") as tmp:
         tmp = Path(tmp)
@@ -364,10 +348,7 @@ def main(argv: list[str] | None = None) -> dict:
                 os.environ["D2LAI_DATA"] = saved_root
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["targets"] = check_targets(report["results"])
-    print_table(report)
-    write_json(args.json, report)
-    print(f"\nfigures written to {args.json}")
-    return report
+    return finish(report, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -37,29 +37,33 @@ import torch
 from torch import nn
 
 import d2lai
-from bench.train_speed import StepBeside, figures, machine, max_weight_diff, slices
+from bench.common import (
+    add_json,
+    finish,
+    machine,
+    parse,
+    parser,
+    positive,
+    print_held,
+    seeded,
+    setup,
+    sync,
+    worst_ratios,
+)
+from bench.train_speed import (
+    StepBeside,
+    figure_cells,
+    figures,
+    max_weight_diff,
+    slices,
+    table_head,
+)
 from chapters.rnn import MODELS
 from d2lai import Descent, Trainer
-from d2lai.files import write_json
 from d2lai.testing import write_fake_time_machine
 
-REPO = Path(__file__).resolve().parent.parent
 SEED, LR, CLIP = 0, 1.0, 1.0
 TARGET = 1.10  # d2lai / bare, verbose or not
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _fresh(name: str, vocab_size: int, num_hiddens: int) -> tuple[nn.Module, torch.Generator]:
-    """A model seeded as in every configuration, and a generator in the RNG state after it."""
-    d2lai.seed(SEED)
-    model = MODELS[name](vocab_size, num_hiddens)
-    gen = torch.Generator()
-    gen.set_state(torch.get_rng_state())
-    return model, gen
 
 
 class BareLoop:
@@ -83,7 +87,7 @@ class BareLoop:
         model, opt = self.model, self.opt
         model.train()
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
-        _sync(self.device)
+        sync(self.device)
         tic = time.perf_counter()
         for X, Y in self.batches():
             outputs = model(X)
@@ -95,7 +99,7 @@ class BareLoop:
             total[0] += loss.detach() * len(Y)
             if self.figures:
                 total[1] += model.accuracy(outputs.detach(), Y).double() * len(Y)
-        _sync(self.device)
+        sync(self.device)
         self.times.append(time.perf_counter() - tic)
         self.losses.append(total[0].item() / len(self.Y))
 
@@ -115,7 +119,7 @@ def fit_beside(name: str, data: d2lai.TimeMachine, args: argparse.Namespace, ver
                ) -> tuple[Trainer, nn.Module]:
     """`d2lai.fit` a fresh model as the chapter does; after each epoch, one epoch of each loop
     beside it."""
-    model, _ = _fresh(name, len(data.vocab), args.num_hiddens)
+    model, _ = _fresh(name, data, args)
     trainer = Trainer(model, data, Descent(LR), max_epochs=1 + args.epochs,
                       gpu=device.type == "cuda", gradient_clip_val=CLIP,
                       board_yscale="identity", verbose=verbose, board_path=board,
@@ -153,8 +157,15 @@ def bench_model(name: str, data: d2lai.TimeMachine, args: argparse.Namespace,
 
 def _bare(name: str, data: d2lai.TimeMachine, args: argparse.Namespace, device: torch.device,
           figures: bool = False) -> BareLoop:
-    model, gen = _fresh(name, len(data.vocab), args.num_hiddens)
+    model, gen = _fresh(name, data, args)
     return BareLoop(model, data, gen, device, figures)
+
+
+def _fresh(name: str, data: d2lai.TimeMachine, args: argparse.Namespace
+           ) -> tuple[nn.Module, torch.Generator]:
+    """The model `name` for the data's vocabulary, seeded as in every configuration, and a
+    generator in the RNG state after it."""
+    return seeded(lambda: MODELS[name](len(data.vocab), args.num_hiddens), SEED)
 
 
 def find_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
@@ -169,11 +180,7 @@ def find_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
 
 def check_targets(results: dict) -> dict:
     """Whether each ratio held its target, over all models."""
-    held = {}
-    for key in ("d2lai_verbose/bare", "d2lai_quiet/bare"):
-        worst = max(r["ratios"][key] for r in results.values())
-        held[f"{key} <= {TARGET:.2f}"] = {"worst": worst, "held": worst <= TARGET}
-    return held
+    return worst_ratios(results, {k: TARGET for k in ("d2lai_verbose/bare", "d2lai_quiet/bare")})
 
 
 LABELS = {"bare_beside_verbose": "bare", "bare_figures": "bare + figures",
@@ -183,36 +190,22 @@ LABELS = {"bare_beside_verbose": "bare", "bare_figures": "bare + figures",
 
 def print_table(report: dict) -> None:
     """The figures of every configuration, the ratios, the perplexities and the targets."""
-    print("\ntrain s/ep: median seconds per training epoch (fastest: the least disturbed one).\n"
-          "ratio: d2lai's training time to that of the loops it ran in lockstep with, just above "
-          "it (of medians, of fastest epochs)")
-    print(f"{'model':<9}{'configuration':<21}{'windows/s':>10}{'train s/ep':>11}{'fastest':>8}"
-          f"{'val s/ep':>9}{'ratio':>7}{'fastest':>8}{'train ppl':>10}{'val ppl':>8}")
+    table_head("ratio: d2lai's training time to that of the loops it ran in lockstep with, just "
+               "above it (of medians, of fastest epochs)", 21, "windows/s",
+               f"{'train ppl':>10}{'val ppl':>8}")
     for name, res in report["results"].items():
         for key, label in LABELS.items():
             fig, ppl = res[key], res["perplexity"][key]
-            val = f"{fig['val_s_per_epoch']:>9.3f}" if "val_s_per_epoch" in fig else f"{'':>9}"
-            print(f"{name:<9}{label:<21}{fig['samples_per_s']:>10.0f}"
-                  f"{fig['train_s_per_epoch']:>11.3f}{fig['train_s_min']:>8.3f}{val}{'':>15}"
+            print(f"{name:<9}{label:<21}{figure_cells(fig, 3)}{'':>15}"
                   f"{ppl['train_ppl']:>10.3f}{ppl['val_ppl']:>8.3f}")
             for pair in (p for p in res["ratios"] if p.startswith(f"{key}/")):
                 print(f"{'':<9}{'  ' + pair:<59}{res['ratios'][pair]:>7.3f}"
                       f"{res['ratios_of_min'][pair]:>8.3f}")
-    print("\ntargets:")
-    for key, t in report["targets"].items():
-        print(f"  {key:<30} {t['worst']:>8.3f}  {'held' if t['held'] else 'MISSED'}")
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+    print_held("targets", report["targets"], 30, "worst")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.rnn_speed", description=__doc__.split(
-        "\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("rnn_speed", __doc__.split("\n")[0])
     p.add_argument("--epochs", type=positive, default=3, help="timed epochs, after one warm-up")
     p.add_argument("--models", default="scratch", help="comma-separated: scratch,concise")
     p.add_argument("--batchsize", type=positive, default=1024, help="windows a batch")
@@ -223,23 +216,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=positive, help="torch threads (default: torch's choice)")
     p.add_argument("--gpu", action="store_true", help="train on CUDA (data tensors on the GPU)")
     p.add_argument("--data-root", help="folder holding timemachine.txt (else a generated one)")
-    p.add_argument("--json", default=str(REPO / "bench" / "rnn_speed.json"),
-                   help="where to write the figures")
-    args = p.parse_args(argv)
-    args.models = [m for m in args.models.split(",") if m]
-    if not args.models or any(m not in MODELS for m in args.models):
-        p.error(f"--models takes a comma-separated list of {', '.join(MODELS)}")
-    if args.gpu and not torch.cuda.is_available():
-        p.error("--gpu: PyTorch sees no CUDA device")
-    return args
+    add_json(p, "rnn_speed")
+    return parse(p, argv, "--models", MODELS)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Run both configurations of every model, print the table, write the JSON."""
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.gpu else "cpu")
+    device = setup(args)
     with tempfile.TemporaryDirectory(prefix="d2lai-bench-") as tmp:
         tmp = Path(tmp)
         root, kind = find_data(args, tmp)
@@ -258,10 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
                              for name in args.models}
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["targets"] = check_targets(report["results"])
-    print_table(report)
-    write_json(args.json, report)
-    print(f"\nfigures written to {args.json}")
-    return report
+    return finish(report, print_table, args.json)
 
 
 if __name__ == "__main__":

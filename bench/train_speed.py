@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -40,38 +39,36 @@ import torch
 from torch import nn
 
 import d2lai
+from bench.common import (
+    REPO,
+    add_json,
+    check_gpu,
+    check_positive,
+    finish,
+    machine,
+    names,
+    parser,
+    print_held,
+    rotated,
+    seeded,
+    sync,
+    worst_ratios,
+)
 from chapters.batch_norm import BLeNetConcise, BLeNetScratch
 from d2lai import Descent, Trainer
 from d2lai.data import FASHION_MNIST_FILES
-from d2lai.files import write_json
 from d2lai.testing import write_fake_fashion_mnist
 
-REPO = Path(__file__).resolve().parent.parent
 MODELS = {"scratch": BLeNetScratch, "concise": BLeNetConcise}
 SEED, BATCHSIZE, LR = 0, 128, 0.1
 TARGETS = {"d2lai_verbose/bare": 1.10, "d2lai_quiet/bare": 1.05, "peak_rss_mib": 1.5 * 1024}
-
-
-def _sync(device: torch.device) -> None:
-    """Wait for the GPU's queued work, so that clocks read after it count it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _fresh(name: str) -> tuple[nn.Module, torch.Generator]:
-    """A model seeded as in every configuration, and a generator in the RNG state after it."""
-    d2lai.seed(SEED)
-    model = MODELS[name]()
-    gen = torch.Generator()
-    gen.set_state(torch.get_rng_state())
-    return model, gen
 
 
 def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterator,
                 device: torch.device) -> float:
     """One pass of forward, the model's loss, backward and step; its wall time in seconds."""
     model.train()
-    _sync(device)
+    sync(device)
     tic = time.perf_counter()
     for X, y in batches:
         X, y = X.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -79,7 +76,7 @@ def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, batches: Iterator,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - tic
 
 
@@ -117,7 +114,7 @@ class PlainLoop:
 def bare_loop(name: str, data: d2lai.FashionMNISTData, device: torch.device) -> PlainLoop:
     """The limit: index slices of the data object's own stored training tensors, each batch
     passed through `data.transform` where it is, as d2lai's loader does."""
-    model, gen = _fresh(name)
+    model, gen = seeded(MODELS[name], SEED)
     return PlainLoop("bare", model, lambda: slices(*(t.to(device) for t in data.train),
                                                    BATCHSIZE, gen, data.transform), device)
 
@@ -129,7 +126,7 @@ def loader_loop(name: str, root: Path, args: argparse.Namespace, workers: int,
     from torchvision.datasets import FashionMNIST
     from torchvision.transforms import ToTensor
 
-    model, gen = _fresh(name)
+    model, gen = seeded(MODELS[name], SEED)
     ds = FashionMNIST(str(root), train=True, transform=ToTensor(), download=False)
     if args.num_train is not None:
         ds = Subset(ds, range(min(args.num_train, len(ds))))
@@ -146,8 +143,8 @@ class StepBeside(d2lai.Callback):
         self.beside = beside
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict) -> None:
-        state, k = torch.get_rng_state(), epoch % len(self.beside)
-        for loop in self.beside[k:] + self.beside[:k]:  # an order rotated every epoch
+        state = torch.get_rng_state()
+        for loop in rotated(self.beside, epoch):  # an order rotated every epoch
             loop.epoch()
         torch.set_rng_state(state)  # the fit's own shuffles stay as if it ran alone
 
@@ -155,7 +152,7 @@ class StepBeside(d2lai.Callback):
 def fit_beside(name: str, data: d2lai.FashionMNISTData, args: argparse.Namespace, verbose: bool,
                beside: list[PlainLoop], board: Path) -> tuple[Trainer, nn.Module]:
     """`d2lai.fit` a fresh model; after each epoch, one epoch of each loop in `beside`."""
-    model, _ = _fresh(name)
+    model, _ = seeded(MODELS[name], SEED)
     trainer = Trainer(model, data, Descent(LR), max_epochs=1 + args.epochs, gpu=args.gpu,
                       board_yscale="identity", verbose=verbose, board_path=board,
                       callbacks=[StepBeside(beside)])
@@ -179,6 +176,22 @@ def figures(times: list[float], n: int, val_times: list[float] | None = None,
         v = statistics.median(val_times)
         out |= {"val_s_per_epoch": v, "val_samples_per_s": n_val / v, "val_s_epochs": val_times}
     return out
+
+
+def table_head(note: str, width: int, rate: str, extra: str = "") -> None:
+    """The head of a table of `figures`: what its columns mean (`note`: the ratio), their names."""
+    print("\ntrain s/ep: median seconds per training epoch (fastest: the least disturbed one).\n"
+          + note)
+    print(f"{'model':<9}{'configuration':<{width}}{rate:>10}{'train s/ep':>11}{'fastest':>8}"
+          f"{'val s/ep':>9}{'ratio':>7}{'fastest':>8}{extra}")
+
+
+def figure_cells(fig: dict, digits: int) -> str:
+    """The cells of `figures` under `table_head`: samples/s, median and fastest seconds an
+    epoch, validation seconds an epoch (blank if none)."""
+    val = f"{fig['val_s_per_epoch']:>9.{digits}f}" if "val_s_per_epoch" in fig else f"{'':>9}"
+    return (f"{fig['samples_per_s']:>10.0f}{fig['train_s_per_epoch']:>11.{digits}f}"
+            f"{fig['train_s_min']:>8.{digits}f}{val}")
 
 
 def fit_figures(trainer: Trainer, data: d2lai.FashionMNISTData) -> dict:
@@ -262,21 +275,10 @@ def find_data(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
     return tmp / "data", "generated"
 
 
-def machine(device: torch.device) -> dict:
-    """What the figures were measured on, and how loaded it was at the start."""
-    return {"platform": platform.platform(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "load_avg_start": os.getloadavg()}
-
-
 def check_targets(results: dict, memory: dict | None) -> dict:
     """Whether each target held, over all models."""
-    held = {}
-    for key in ("d2lai_verbose/bare", "d2lai_quiet/bare"):
-        worst = max(r["ratios"][key] for r in results.values())
-        held[f"{key} <= {TARGETS[key]:.2f}"] = {"worst": worst, "held": worst <= TARGETS[key]}
+    held = worst_ratios(results, {k: TARGETS[k] for k in ("d2lai_verbose/bare",
+                                                          "d2lai_quiet/bare")})
     dl = [v for r in results.values() for k, v in r["ratios"].items() if k.startswith("data")]
     if dl:
         held["dataloader/d2lai > 1"] = {"worst": min(dl), "held": min(dl) > 1}
@@ -293,35 +295,27 @@ LABELS = {"bare_beside_verbose": "bare", "d2lai_verbose": "d2lai verbose=True",
 
 def print_table(report: dict) -> None:
     """The figures of every configuration, the ratios, and the targets."""
-    print("\ntrain s/ep: median seconds per training epoch (fastest: the least disturbed one).\n"
-          "ratio: training time to that of the loop it ran in lockstep with, just above it "
-          "(of medians, of fastest epochs)")
-    print(f"{'model':<9}{'configuration':<23}{'samples/s':>10}{'train s/ep':>11}{'fastest':>8}"
-          f"{'val s/ep':>9}{'ratio':>7}{'fastest':>8}")
+    table_head("ratio: training time to that of the loop it ran in lockstep with, just above it "
+               "(of medians, of fastest epochs)", 23, "samples/s")
     for name, res in report["results"].items():
         for key, fig in res.items():
             if key in ("ratios", "ratios_of_min", "max_weight_diff_vs_bare"):
                 continue
-            val = f"{fig['val_s_per_epoch']:>9.2f}" if "val_s_per_epoch" in fig else f"{'':>9}"
             pair = next((k for k in res["ratios"] if k.startswith(f"{key}/")), None)
             ratio = (f"{res['ratios'][pair]:>7.3f}{res['ratios_of_min'][pair]:>8.3f}  "
                      f"vs {'bare' if pair.startswith('d2lai') else 'd2lai'}"
                      if pair else "")
             print(f"{name:<9}{LABELS.get(key, key.replace('_w', ' workers=')):<23}"
-                  f"{fig['samples_per_s']:>10.0f}{fig['train_s_per_epoch']:>11.2f}"
-                  f"{fig['train_s_min']:>8.2f}{val}{ratio}")
+                  f"{figure_cells(fig, 2)}{ratio}")
     if report["memory"] is not None:
         m = report["memory"]
         print(f"\npeak RSS of `{m['command']}`: {m['peak_rss_mib']:.0f} MiB "
               f"({m['seconds']:.0f} s)")
-    print("\ntargets:")
-    for key, t in report["targets"].items():
-        print(f"  {key:<34} {t['worst']:>8.3f}  {'held' if t['held'] else 'MISSED'}")
+    print_held("targets", report["targets"], 34, "worst")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.train_speed", description=__doc__.split(
-        "\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = parser("train_speed", __doc__.split("\n")[0])
     p.add_argument("--epochs", type=int, default=3, help="timed epochs, after one warm-up")
     p.add_argument("--models", default="scratch,concise", help="comma-separated: scratch,concise")
     p.add_argument("--workers", default="0,2", help="DataLoader num_workers settings ('' none)")
@@ -331,24 +325,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-train", type=int, help="train on the first N images only")
     p.add_argument("--num-val", type=int, help="validate on the first N test images only")
     p.add_argument("--skip-memory", action="store_true", help="skip the chapter memory run")
-    p.add_argument("--json", default=str(REPO / "bench" / "train_speed.json"),
-                   help="where to write the figures")
+    add_json(p, "train_speed")
     args = p.parse_args(argv)
-    args.models = [m for m in args.models.split(",") if m]
-    if not args.models or any(m not in MODELS for m in args.models):
-        p.error(f"--models takes a comma-separated list of {', '.join(MODELS)}")
+    args.models = names(p, "--models", args.models, MODELS)
     try:
         args.workers = [int(w) for w in args.workers.split(",") if w.strip()]
     except ValueError:
         p.error("--workers takes comma-separated integers, e.g. 0,2")
-    for flag, value in (("--epochs", args.epochs), ("--num-train", args.num_train),
-                        ("--num-val", args.num_val)):
-        if value is not None and value < 1:
-            p.error(f"{flag} must be a positive integer")
+    check_positive(p, {"--epochs": args.epochs, "--num-train": args.num_train,
+                       "--num-val": args.num_val})
     if any(w < 0 for w in args.workers):
         p.error("--workers must be >= 0")
-    if args.gpu and not torch.cuda.is_available():
-        p.error("--gpu: PyTorch sees no CUDA device")
+    check_gpu(p, args.gpu)
     return args
 
 
@@ -372,10 +360,7 @@ def main(argv: list[str] | None = None) -> dict:
                              for name in args.models}
     report["machine"]["load_avg_end"] = os.getloadavg()
     report["targets"] = check_targets(report["results"], report["memory"])
-    print_table(report)
-    write_json(args.json, report)
-    print(f"\nfigures written to {args.json}")
-    return report
+    return finish(report, print_table, args.json)
 
 
 if __name__ == "__main__":

@@ -20,17 +20,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-import d2lai
-from chapters.cli import (
-    TEXT,
-    book_or_quick,
-    common_flags,
-    learning_rate,
-    load_data,
-    positive_int,
-    text_flags,
-)
-from chapters.rnn import perplexity_table, train_lm
+from chapters.cli import book_or_quick
+from chapters.rnn import lm_parser, train_lms
 from d2lai import GRUScratch, LSTMScratch, RNNLMScratch, RNNModelConcise, StackedRNN
 
 __all__ = ["MODELS", "main"]
@@ -50,17 +41,10 @@ MODELS: dict[str, tuple[Callable[[int, int], nn.Module], float, int]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m chapters.modern_rnn", description=__doc__.split("\n\n")[0],
-        parents=[common_flags("out/modern_rnn", TEXT, positive_int), text_flags(num_steps=32)])
-    p.add_argument("--model", nargs="+", choices=[*MODELS, "all"], default=["all"],
-                   help="the models to train (default all, in the text's order)")
-    p.add_argument("--lr", type=learning_rate,
-                   help="learning rate of Descent for every model (default each model's own)")
-    p.add_argument("--prefix", default="it has", help="text the prediction starts from")
-    p.add_argument("--num-preds", type=positive_int, default=20,
-                   help="characters to predict after the prefix")
-    p.set_defaults(epochs=None, batchsize=None)
+    p = lm_parser("modern_rnn", __doc__.split("\n\n")[0],
+                  {"nargs": "+", "choices": [*MODELS, "all"], "default": ["all"],
+                   "help": "the models to train (default all, in the text's order)"},
+                  "learning rate of Descent for every model (default each model's own)")
     args = book_or_quick(p.parse_args(argv), BOOK, QUICK)
     args.model = list(MODELS) if "all" in args.model else list(dict.fromkeys(args.model))
     return args
@@ -70,18 +54,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Train the chosen models, each with the text's settings; predict after the prefix; print
     the perplexities and the predictions."""
     args = parse_args(argv)
-    if args.seed is not None:
-        d2lai.seed(args.seed)
-    data = load_data(args, TEXT, num_steps=args.num_steps)
-    results = {}
+    plan = {}
     for name in args.model:
         make, lr, epochs = MODELS[name]
-        model = make(len(data.vocab), args.num_hiddens)
-        results[name] = train_lm(name, model, data, args, args.lr or lr, args.epochs or epochs)
-        if results[name]["metrics"]["interrupted"]:  # Ctrl-C: stop, do not start the next
-            break
-    perplexity_table(results)
-    return results
+        plan[name] = (make, args.lr or lr, args.epochs or epochs)
+    return train_lms(args, plan)
 
 
 if __name__ == "__main__":

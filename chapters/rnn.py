@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -29,7 +30,8 @@ from chapters.cli import (
 from d2lai import Descent, Optimiser, RNNLMScratch, RNNModelConcise, RNNScratch, Trainer
 from d2lai.files import write_json
 
-__all__ = ["rnn_lm_scratch", "rnn_lm_concise", "MODELS", "train_lm", "perplexity_table", "main"]
+__all__ = ["rnn_lm_scratch", "rnn_lm_concise", "MODELS", "lm_parser", "train_lm", "train_lms",
+           "perplexity_table", "main"]
 
 BOOK = dict(epochs=100, batchsize=1024, num_steps=32, num_hiddens=32, lr=1.0)
 QUICK = dict(epochs=8, batchsize=64, num_steps=16, num_train=640, num_val=128)
@@ -64,17 +66,26 @@ def _last(history: dict, name: str) -> str:
     return f"{value:.3f}" if value is not None and math.isfinite(value) else "-"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def lm_parser(name: str, description: str, model: dict, lr_help: str) -> argparse.ArgumentParser:
+    """The flags of a language-model chapter `python -m chapters.NAME`: the common and text
+    ones, --model (`model`: its add_argument options), --lr, and the prefix and length of the
+    prediction; --epochs and --batchsize left unset, for `book_or_quick` to fill."""
     p = argparse.ArgumentParser(
-        prog="python -m chapters.rnn", description=__doc__.split("\n\n")[0],
-        parents=[common_flags("out/rnn", TEXT, positive_int), text_flags(num_steps=32)])
-    p.add_argument("--model", choices=[*MODELS, "both"], default="both")
-    p.add_argument("--lr", type=learning_rate, help="learning rate of Descent (default 1, the "
-                                                    "book's)")
+        prog=f"python -m chapters.{name}", description=description,
+        parents=[common_flags(f"out/{name}", TEXT, positive_int), text_flags(num_steps=32)])
+    p.add_argument("--model", **model)
+    p.add_argument("--lr", type=learning_rate, help=lr_help)
     p.add_argument("--prefix", default="it has", help="text the prediction starts from")
     p.add_argument("--num-preds", type=positive_int, default=20,
                    help="characters to predict after the prefix")
     p.set_defaults(epochs=None, batchsize=None)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = lm_parser("rnn", __doc__.split("\n\n")[0],
+                  {"choices": [*MODELS, "both"], "default": "both"},
+                  "learning rate of Descent (default 1, the book's)")
     return book_or_quick(p.parse_args(argv), BOOK, QUICK)
 
 
@@ -97,21 +108,30 @@ def train_lm(name: str, model: nn.Module, data: d2lai.TimeMachine, args: argpars
     return record
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict]:
-    """Train the chosen language models as the chapter does; predict after the prefix; print
-    the perplexities and the predictions."""
-    args = parse_args(argv)
+def train_lms(args: argparse.Namespace,
+              plan: dict[str, tuple[Callable[[int, int], nn.Module], float, int]]
+              ) -> dict[str, dict]:
+    """Load the text, then train each model of `plan` (name: (the model for a vocabulary of V
+    and H hidden units, lr, epochs)) in turn with `train_lm`; print the perplexity table."""
     if args.seed is not None:
         d2lai.seed(args.seed)
     data = load_data(args, TEXT, num_steps=args.num_steps)
     results = {}
-    for name in MODELS if args.model == "both" else [args.model]:
-        model = MODELS[name](len(data.vocab), args.num_hiddens)
-        results[name] = train_lm(name, model, data, args, args.lr, args.epochs)
+    for name, (make, lr, epochs) in plan.items():
+        model = make(len(data.vocab), args.num_hiddens)
+        results[name] = train_lm(name, model, data, args, lr, epochs)
         if results[name]["metrics"]["interrupted"]:  # Ctrl-C: stop, do not start the next
             break
     perplexity_table(results)
     return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    """Train the chosen language models as the chapter does; predict after the prefix; print
+    the perplexities and the predictions."""
+    args = parse_args(argv)
+    names = MODELS if args.model == "both" else [args.model]
+    return train_lms(args, {name: (MODELS[name], args.lr, args.epochs) for name in names})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Shared fixtures: small Fashion-MNIST-shaped IDX files, written in torchvision's layout."""
+"""Shared fixtures: small generated data sets in the real layouts (Fashion-MNIST IDX files,
+The Time Machine, English-French pairs), and no network."""
+
+import urllib.error
 
 import matplotlib
 import pytest
@@ -8,7 +11,11 @@ from torch import nn
 matplotlib.use("Agg")
 
 import d2lai  # noqa: E402
-from d2lai.testing import write_fake_fashion_mnist  # noqa: E402
+from d2lai.testing import (  # noqa: E402
+    write_fake_fashion_mnist,
+    write_fake_fra_eng,
+    write_fake_time_machine,
+)
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +24,31 @@ def fashion_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     write_fake_fashion_mnist(root, num_train=600, num_val=200)
     return root
+
+
+@pytest.fixture(scope="session")
+def tm_root(tmp_path_factory):
+    """A data root holding a generated timemachine.txt."""
+    root = tmp_path_factory.mktemp("tm")
+    write_fake_time_machine(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fra_root(tmp_path_factory):
+    """A data root holding generated English-French pairs as fra-eng.zip."""
+    root = tmp_path_factory.mktemp("fra")
+    write_fake_fra_eng(root)
+    return root
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """A download attempt fails as it would offline: the tests never touch the network."""
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ BLEU, draw their attention weights, and print the table; bad input stops with a 
 import json
 import runpy
 import sys
-import urllib.error
 import zipfile
 
 import pytest
@@ -13,24 +12,9 @@ import torch
 
 import d2lai
 from chapters import attention as chapter
-from d2lai.testing import write_fake_fra_eng
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is not the book's file")
-
-
-@pytest.fixture(scope="module")
-def fra_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fra")
-    write_fake_fra_eng(root)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is not the book's file"),
+              pytest.mark.usefixtures("offline")]
 
 
 def test_both_models_train_translate_and_draw(fra_root, tmp_path, capsys, one_thread):

@@ -8,16 +8,8 @@ import sys
 import pytest
 
 from chapters import modern_rnn as chapter
-from d2lai.testing import write_fake_time_machine
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is not the book's file")
-
-
-@pytest.fixture(scope="module")
-def tm_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tm")
-    write_fake_time_machine(root)
-    return root
 
 
 def test_each_model_trains_with_its_own_settings(tm_root, tmp_path, capsys, one_thread):

@@ -5,29 +5,13 @@ and bad data stop before training with the package's message."""
 import json
 import runpy
 import sys
-import urllib.error
 
 import pytest
 
 from chapters import rnn as chapter
-from d2lai.testing import write_fake_time_machine
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is not the book's file")
-
-
-@pytest.fixture(scope="module")
-def tm_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tm")
-    write_fake_time_machine(root)
-    return root
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is not the book's file"),
+              pytest.mark.usefixtures("offline")]
 
 
 SMALL = ["--cpu", "--seed", "0", "--epochs", "4", "--batchsize", "32", "--num-steps", "8",

@@ -12,22 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from d2lai import torch as d2l
-from d2lai.testing import write_fake_time_machine
-
-
-@pytest.fixture(scope="module")
-def text_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("text")
-    write_fake_time_machine(root)
-    return root
 
 
 @pytest.fixture
-def text(text_root, monkeypatch):
+def text(tm_root, monkeypatch):
     """The edition's data modules read the stand-in from the data folder, as the book's read
     theirs from ../data."""
-    monkeypatch.setenv("D2LAI_DATA", str(text_root))
-    return text_root
+    monkeypatch.setenv("D2LAI_DATA", str(tm_root))
+    return tm_root
 
 
 def small_time_machine():

@@ -14,7 +14,7 @@ from torch import nn
 
 import d2lai
 from d2lai import Parallel, concat_channels
-from d2lai.testing import write_fake_fra_eng, write_fake_time_machine
+from d2lai.testing import write_fake_time_machine
 
 # --- corr2d ------------------------------------------------------------------------------------
 
@@ -271,12 +271,10 @@ def test_the_texts_own_epoch_as_a_trainer_subclass_trains():
 # --- encoder-decoders as the Julia text builds them ---------------------------------------------
 
 @pytest.fixture(scope="module")
-def fra_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fra")
-    write_fake_fra_eng(root)
+def fra_data(fra_root):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the stand-in is not the book's file
-        return d2lai.MTFraEng(64, num_train=128, num_val=32, root=root)
+        return d2lai.MTFraEng(64, num_train=128, num_val=32, root=fra_root)
 
 
 def _seq2seq(data, **kwargs):

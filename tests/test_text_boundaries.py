@@ -1,7 +1,6 @@
 """Bad input at the boundary of a fit on text: each is refused before the first step, with a
 message that says what to change, through `d2lai.fit` as a reader would meet it."""
 
-import urllib.error
 import warnings
 
 import pytest
@@ -11,31 +10,21 @@ from torch import nn
 import d2lai
 from d2lai.testing import write_fake_fra_eng, write_fake_time_machine
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 @pytest.fixture(scope="module")
-def text(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tm")
-    write_fake_time_machine(root)
+def text(tm_root):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the stand-in is not the book's file
-        return d2lai.TimeMachine(32, 8, num_train=96, num_val=32, root=root)
+        return d2lai.TimeMachine(32, 8, num_train=96, num_val=32, root=tm_root)
 
 
 @pytest.fixture(scope="module")
-def pairs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fra")
-    write_fake_fra_eng(root)
+def pairs(fra_root):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return d2lai.MTFraEng(32, num_train=64, num_val=32, root=root)
+        return d2lai.MTFraEng(32, num_train=64, num_val=32, root=fra_root)
 
 
 def _fit_refuses(model, data, match):

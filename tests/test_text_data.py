@@ -1,6 +1,5 @@
 """The text data of chapters 8-10: Vocab, TimeMachine, MTFraEng, against hand computations."""
 
-import urllib.error
 import zipfile
 
 import pytest
@@ -9,32 +8,11 @@ from matplotlib.figure import Figure
 
 import d2lai
 from d2lai import MTFraEng, TimeMachine, Vocab
-from d2lai.testing import write_fake_fra_eng, write_fake_time_machine
 
 NNBSP = "\u202f"  # the narrow no-break space the real fra.txt puts before '!' and '?'
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    """No test here touches the network: a download attempt fails as it would offline."""
-    def offline(url, *args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr("urllib.request.urlopen", offline)
-
-
-@pytest.fixture(scope="module")
-def tm_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tm")
-    write_fake_time_machine(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def fra_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fra")
-    write_fake_fra_eng(root)
-    return root
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 def write_fra(root, text: str):
