@@ -32,25 +32,26 @@ class TrainFigures(Callback):
         self.outputs = outputs
 
     def on_train_start(self, trainer, loader) -> None:
-        self.sums = torch.zeros(2, dtype=torch.float64, device=trainer.device)
+        zero = torch.zeros((), dtype=torch.float64, device=trainer.device)
+        self.loss_sum, self.correct = zero, zero.clone()  # summed in place, no sync
         self.samples, self.with_acc = 0, self.accuracy is not None
 
     def on_loss(self, trainer, batch, loss) -> None:
         y, outputs = batch[-1], self.outputs
         self.outputs = None
         n = len(y)
-        self.sums[0] += loss.detach().double() * n
+        self.loss_sum += loss.detach() * n
         if self.with_acc:
             if isinstance(outputs, torch.Tensor) and isinstance(y, torch.Tensor) \
                     and outputs.shape[:-1] == y.shape:
-                self.sums[1] += self.accuracy(outputs.detach(), y).double() * n
+                self.correct += self.accuracy(outputs.detach(), y) * n
             else:
                 self.with_acc = False
         self.samples += n
 
     def on_train_epoch_end(self, trainer, logs: dict) -> None:
         if self.samples:
-            loss, acc = (self.sums / self.samples).tolist()
+            loss, acc = (torch.stack([self.loss_sum, self.correct]) / self.samples).tolist()
             logs["train_loss"] = loss
             if self.with_acc:
                 logs["train_acc"] = acc
