@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -29,11 +30,14 @@ import d2lai
 from chapters.cli import (
     PAIRS,
     book_or_quick,
+    check_outputs,
     common_flags,
     fit_and_record,
     load_data,
     positive_int,
+    run,
     text_flags,
+    write_or_say,
 )
 from d2lai import (
     Adam,
@@ -164,12 +168,15 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     their BLEU; draw the attention weights; print a summary table."""
     args = parse_args(argv)
     out = Path(args.out)
+    names = list(MODELS) if args.model == "both" else [args.model]
+    check_outputs(out, [f"{name}-history.json" for name in names],  # before any training
+                  [f"{name}-{what}.png" for name in names for what in ("board", "attention")])
     if args.seed is not None:
         d2lai.seed(args.seed)
     data = load_data(args, PAIRS, num_steps=args.num_steps)
     held_engs, held_fras = held_out_pairs(data, args.held_out)
     results = {}
-    for name in MODELS if args.model == "both" else [args.model]:
+    for name in names:
         make, lr, epochs = MODELS[name]
         try:
             model = make(data, args.num_hiddens)
@@ -191,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         record["heatmap"] = {"path": str(path), "shape": attention_heatmap(
             name, model, data, ENGS[-1], FRAS[-1], path)}
         print(f"attention weights of {ENGS[-1]!r}: {path}")
-        write_json(out / f"{name}-history.json", record)  # with the translations
+        write_or_say(out / f"{name}-history.json", partial(write_json, value=record))
         results[name] = record
         if record["metrics"]["interrupted"]:  # Ctrl-C: stop, do not start the next
             break
@@ -214,4 +221,4 @@ def bleu_table(results: dict[str, dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -41,12 +40,20 @@ import torch
 from torch import nn
 
 import d2lai
-from chapters.cli import HelpFormatter, common_flags, learning_rate, load_data, run, tensorboard
+from chapters.cli import (
+    HelpFormatter,
+    check_outputs,
+    common_flags,
+    fit_and_record,
+    learning_rate,
+    load_data,
+    run,
+    tensorboard,
+    write_or_say,
+)
 from d2lai import AbstractClassifier, Descent, RunTable, Trainer
-from d2lai.board import check_plot_path
 from d2lai.checks import ArgumentError, Check, count, flag, number, positive_int
 from d2lai.distributed import is_main_process, mean_var_over_ranks, say, sync_batch_norm
-from d2lai.files import check_output_path, write_json
 
 __all__ = ["batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise", "main"]
 
@@ -255,18 +262,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     each model's last and best epoch (also written to OUT/summary.csv)."""
     args = parse_args(argv)
     out = Path(args.out)
-    main_rank = is_main_process()  # under torchrun, rank 0 alone prints and writes
     if args.seed is not None:
         d2lai.seed(args.seed)
     names = list(MODELS) if args.model == "both" else [args.model]
-    try:  # every file the run will write, before anything is trained
-        check_output_path(out, "--out", folder=True)
-        for name in names:
-            check_output_path(out / f"{name}-history.json", "history")
-            check_plot_path(out / f"{name}-board.png")
-        check_output_path(out / "summary.csv", "summary")
-    except (OSError, ValueError) as err:
-        raise SystemExit(f"error: {err}") from None
+    check_outputs(out, [*(f"{n}-history.json" for n in names), "summary.csv"],
+                  [f"{n}-board.png" for n in names])  # before anything is trained
     data = load_data(args)
     tensorboard(args)  # installed? (before anything is trained)
     results = {}
@@ -280,35 +280,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                           callbacks=tensorboard(args, out / "tensorboard" / name))
         say(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
             f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
-        tic = time.perf_counter()
-        model, metrics = d2lai.fit(trainer)
-        seconds = time.perf_counter() - tic
-        gamma, beta = first_batch_norm(model)
+        results[name] = fit_and_record(name, trainer, out)
+        gamma, beta = first_batch_norm(trainer.model)
         show = partial(np.array2string, precision=4, max_line_width=100)
         say(f"first batch-norm layer:\n  gamma = {show(gamma.numpy())}\n"
             f"  beta  = {show(beta.numpy())}")
-        best = metrics.best()
-        results[name] = {"model": type(model).__name__, "seconds": seconds,
-                         "metrics": {k: v for k, v in vars(metrics).items() if k != "history"},
-                         "best": {k: v for k, v in vars(best).items() if k != "history"},
-                         "history": trainer.history, "timings": trainer.timings}
-        if main_rank:
-            write_or_say(out / f"{name}-history.json", partial(write_json, value=results[name]))
-        if metrics.interrupted:  # Ctrl-C: the reader wants to stop, not start the next model
+        if results[name]["metrics"]["interrupted"]:  # Ctrl-C: stop, do not start the next
             break
-    if main_rank:
+    if is_main_process():  # under torchrun, rank 0 alone prints and writes
         table = summary(results)
         table.print()
         write_or_say(out / "summary.csv", table.to_csv)
     return results
 
-
-def write_or_say(path: Path, write) -> None:
-    """`write(path)`; a file that cannot be written (a full disk) is said, and the run goes on."""
-    try:
-        write(path)
-    except OSError as err:
-        print(f"could not write {path} ({err}); going on")
 
 
 def summary(results: dict[str, dict]) -> RunTable:

@@ -24,18 +24,22 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import d2lai
+from d2lai.board import check_plot_path
 from d2lai.callbacks.epoch_log import show_logs
 from d2lai.callbacks.tensorboard import summary_writer
 from d2lai.checks import ArgumentError
 from d2lai.device import check_seed
+from d2lai.distributed import is_main_process
 from d2lai.files import check_output_path, write_json
 
 __all__ = ["DATASETS", "TEXT", "PAIRS", "HelpFormatter", "positive_int", "batch_count",
            "learning_rate", "seed_value", "common_flags", "text_flags", "book_or_quick",
-           "load_data", "data_root", "tensorboard", "fit_and_record", "run", "INTERRUPTED"]
+           "load_data", "data_root", "tensorboard", "check_outputs", "write_or_say",
+           "fit_and_record", "run", "INTERRUPTED"]
 
 INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C (128 + SIGINT)
 
@@ -341,6 +345,38 @@ def _log_flag() -> argparse.ArgumentParser:
     return p
 
 
+def check_outputs(out: Path, files: list[str] = (), plots: list[str] = ()) -> None:
+    """Check, before anything is trained, that the folder `out` and every file the chapter will
+    write in it (`files`, and the pictures `plots`) can be written; else `error: ...` and exit.
+
+    >>> check_outputs(Path("out/rnn"), ["scratch-history.json"], ["scratch-board.png"])
+    """
+    try:
+        check_output_path(out, "--out", folder=True)
+        for file in files:
+            check_output_path(out / file, "output")
+        for file in plots:
+            check_plot_path(out / file)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+
+
+def write_or_say(path: Path, write: Callable[[Path], object]) -> bool:
+    """`write(path)` on rank 0 (under torchrun the others write nothing); a file that cannot be
+    written (a full disk) is said, and the run goes on. Whether it was written.
+
+    >>> write_or_say(out / "summary.csv", table.to_csv)
+    """
+    if not is_main_process():
+        return False
+    try:
+        write(path)
+    except OSError as err:
+        print(f"could not write {path} ({err}); going on")
+        return False
+    return True
+
+
 def fit_and_record(name: str, trainer: d2lai.Trainer, out: Path) -> dict:
     """Fit as the chapters do: time it, keep its figures (the metrics, every epoch's history,
     the timings) and write them to OUT/NAME-history.json.
@@ -351,14 +387,18 @@ def fit_and_record(name: str, trainer: d2lai.Trainer, out: Path) -> dict:
         out: the folder of the history file.
 
     Returns:
-        The record; its `metrics["interrupted"]` says whether Ctrl-C ended the fit.
+        The record; its `metrics["interrupted"]` says whether Ctrl-C ended the fit, and `best`
+        holds the best epoch's figures (by validation loss for a language model, else
+        accuracy).
 
     >>> record = fit_and_record("gru", Trainer(model, data, Descent(1.0)), Path("out/rnn"))
     """
     tic = time.perf_counter()
     model, metrics = d2lai.fit(trainer)
+    best = metrics.best("val_loss" if "val_ppl" in trainer.history else None)
     record = {"model": type(model).__name__, "seconds": time.perf_counter() - tic,
               "metrics": {k: v for k, v in vars(metrics).items() if k != "history"},
+              "best": {k: v for k, v in vars(best).items() if k != "history"},
               "history": trainer.history, "timings": trainer.timings}
-    write_json(out / f"{name}-history.json", record)
+    write_or_say(out / f"{name}-history.json", partial(write_json, value=record))
     return record

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from chapters.cli import book_or_quick
+from chapters.cli import book_or_quick, run
 from chapters.rnn import lm_parser, train_lms
 from d2lai import GRUScratch, LSTMScratch, RNNLMScratch, RNNModelConcise, StackedRNN
 
@@ -62,4 +62,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

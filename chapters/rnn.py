@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from torch import nn
@@ -20,12 +21,15 @@ import d2lai
 from chapters.cli import (
     TEXT,
     book_or_quick,
+    check_outputs,
     common_flags,
     fit_and_record,
     learning_rate,
     load_data,
     positive_int,
+    run,
     text_flags,
+    write_or_say,
 )
 from d2lai import Descent, Optimiser, RNNLMScratch, RNNModelConcise, RNNScratch, Trainer
 from d2lai.files import write_json
@@ -51,18 +55,24 @@ MODELS = {"scratch": rnn_lm_scratch, "concise": rnn_lm_concise}
 
 
 def perplexity_table(results: dict[str, dict], extra: str = "prediction") -> None:
-    """A row a model: epochs, perplexities, validation accuracy, seconds and `extra`."""
+    """A row a model: epochs, the last epoch's perplexities and validation accuracy, the best
+    epoch (lowest validation loss) and its perplexity, seconds and `extra`."""
     print(f"\n{'model':<18}{'class':<17}{'epochs':>6}{'train ppl':>10}{'val ppl':>9}"
-          f"{'val acc':>8}{'seconds':>9}  {extra}")
+          f"{'val acc':>8}{'best epoch':>11}{'best val ppl':>13}{'seconds':>9}  {extra}")
     for name, r in results.items():
-        ppl, val_ppl, acc = (_last(r["history"], k) for k in ("train_ppl", "val_ppl", "val_acc"))
+        ppl, val_ppl, acc = (_at(r["history"], k) for k in ("train_ppl", "val_ppl", "val_acc"))
+        best = r.get("best", {}).get("epoch") or 0
+        best_ppl = _at(r["history"], "val_ppl", best) if best else "-"
         print(f"{name:<18}{r['model']:<17}{r['metrics']['epochs']:>6}{ppl:>10}{val_ppl:>9}"
-              f"{acc:>8}{r['seconds']:>9.1f}  {r.get(extra, '')!r}")
+              f"{acc:>8}{best or '-':>11}{best_ppl:>13}{r['seconds']:>9.1f}  "
+              f"{r.get(extra, '')!r}")
 
 
-def _last(history: dict, name: str) -> str:
-    """The last epoch's figure `name`, or '-' when there is none (or it is not finite)."""
-    value = (history.get(name) or [math.nan])[-1]
+def _at(history: dict, name: str, epoch: int = 0) -> str:
+    """Figure `name` at `epoch` (1-based; 0: the last), or '-' when there is none (or it is
+    not finite)."""
+    values = history.get(name) or [math.nan]
+    value = values[epoch - 1] if 0 < epoch <= len(values) else values[-1]
     return f"{value:.3f}" if value is not None and math.isfinite(value) else "-"
 
 
@@ -104,7 +114,7 @@ def train_lm(name: str, model: nn.Module, data: d2lai.TimeMachine, args: argpars
     record["prediction"] = d2lai.prediction(args.prefix, trainer.model, data.vocab,
                                             args.num_preds)
     print(f"prediction: {record['prediction']!r}")
-    write_json(out / f"{name}-history.json", record)  # with the prediction
+    write_or_say(out / f"{name}-history.json", partial(write_json, value=record))  # and it
     return record
 
 
@@ -113,6 +123,8 @@ def train_lms(args: argparse.Namespace,
               ) -> dict[str, dict]:
     """Load the text, then train each model of `plan` (name: (the model for a vocabulary of V
     and H hidden units, lr, epochs)) in turn with `train_lm`; print the perplexity table."""
+    check_outputs(Path(args.out), [f"{name}-history.json" for name in plan],
+                  [f"{name}-board.png" for name in plan])  # before anything is trained
     if args.seed is not None:
         d2lai.seed(args.seed)
     data = load_data(args, TEXT, num_steps=args.num_steps)
@@ -135,4 +147,4 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

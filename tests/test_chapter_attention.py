@@ -100,3 +100,10 @@ def test_missing_or_corrupt_pairs_stop_before_training(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"error: .*fra.txt holds 0 sentence pairs"):
         chapter.main(["--data-root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "Train Loss" not in capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_stops_before_training(fra_root, tmp_path, capsys):
+    (tmp_path / "transformer-attention.png").mkdir()  # the last file written: a folder
+    with pytest.raises(SystemExit, match=r"error: .*transformer-attention.png"):
+        chapter.main(["--data-root", str(fra_root), "--out", str(tmp_path), "--quick"])
+    assert not (tmp_path / "bahdanau-history.json").exists()  # nothing was trained

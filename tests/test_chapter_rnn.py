@@ -34,7 +34,19 @@ def test_both_models_train_predict_and_report(tm_root, tmp_path, capsys, one_thr
         assert saved["prediction"] == r["prediction"] and saved["history"]["val_ppl"] == ppl
         row = next(line for line in printed.splitlines() if line.startswith(name))
         assert row.split()[1:3] == [cls, "4"] and f"{ppl[-1]:.3f}" in row
-    assert "train ppl" in printed and "prediction" in printed
+        losses = r["history"]["val_loss"]  # the best epoch: the lowest validation loss
+        best = min(range(len(losses)), key=losses.__getitem__) + 1
+        assert r["best"]["epoch"] == saved["best"]["epoch"] == best
+        assert row.split()[6:8] == [str(best), f"{ppl[best - 1]:.3f}"], row
+    assert "train ppl" in printed and "best val ppl" in printed and "prediction" in printed
+
+
+def test_an_output_that_cannot_be_written_stops_before_training(tm_root, tmp_path, capsys):
+    (tmp_path / "concise-history.json").mkdir()  # the second model's file: a folder
+    with pytest.raises(SystemExit, match=r"error: .*concise-history.json"):
+        chapter.main(["--data-root", str(tm_root), "--out", str(tmp_path), *SMALL])
+    assert "Train Loss" not in capsys.readouterr().out  # nothing was trained
+    assert not (tmp_path / "scratch-history.json").exists()
 
 
 def test_quick_mode_is_short_and_keeps_the_flags_given(tm_root, tmp_path, one_thread):

@@ -9,6 +9,7 @@ import torch
 from conftest import TinyClassifier
 
 import chapters.batch_norm as chapter
+import chapters.cli as cli
 import d2lai
 from chapters import batch_norm_exercises as ex
 from d2lai.files import claim, write_whole
@@ -203,7 +204,7 @@ def test_the_chapter_keeps_training_when_a_history_cannot_be_written(fashion_roo
     def full(path, value):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(chapter, "write_json", full)
+    monkeypatch.setattr(cli, "write_json", full)  # the chapters write through chapters.cli
     results = chapter.main(["--data-root", str(fashion_root), "--out", str(tmp_path), *QUICK])
     assert list(results) == ["scratch", "concise"]  # the second model trained all the same
     assert f"could not write {tmp_path / 'scratch-history.json'}" in capsys.readouterr().out
