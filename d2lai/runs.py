@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator, MultipleLocator
 from .board import check_plot_path
 from .callbacks import Callback
 from .callbacks.base import default_monitor, monitor_mode
+from .callbacks.tensorboard import summary_writer
 from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
@@ -154,7 +155,7 @@ class _Recorder(Callback):
         self.classes = getattr(trainer.data, "num_classes", None)
         if self.classes is None:  # else the width of the model's first 2-d output
             self.hook = trainer.model.register_forward_hook(self._width)
-        self.writer = _summary_writer()(str(self.logdir)) if self.logdir else None
+        self.writer = summary_writer()(str(self.logdir)) if self.logdir else None
 
     def _width(self, module, args, out) -> None:
         if isinstance(out, torch.Tensor) and out.ndim == 2:
@@ -220,16 +221,6 @@ def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
     return "ok"
 
 
-def _summary_writer():
-    """TensorBoard's SummaryWriter, imported only when asked for."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ImportError('sweep(..., tensorboard=True) needs the tensorboard package: '
-                          'pip install "d2lai[tensorboard]"') from None
-    return SummaryWriter
-
-
 def _folder(name: str) -> str:
     """A run's name as a folder name (characters no file system takes become _)."""
     folder = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name)
@@ -285,7 +276,7 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         if out is None:
             raise ValueError("tensorboard=True needs out= (the event files go to "
                              "out/tensorboard/<run name>/)")
-        _summary_writer()
+        summary_writer()
         if len({_folder(n) for n in names}) < len(names):
             raise ValueError("two run names give the same folder name: rename the runs")
     lock = None

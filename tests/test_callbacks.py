@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import TinyClassifier
+from conftest import Scripted, TinyClassifier
 from torch import nn
 
 import d2lai
@@ -68,18 +68,6 @@ def test_an_unknown_monitor_lists_the_available_names(tiny_data):
 def test_bad_early_stopping_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         d2lai.EarlyStopping(**kwargs)
-
-
-class Scripted(TinyClassifier):
-    """Its validation loss of epoch e is script[e - 1], whatever it learns."""
-
-    def __init__(self, script):
-        super().__init__()
-        self.script, self.epoch = script, 0
-
-    def validation_step(self, batch):
-        loss, acc = super().validation_step(batch)
-        return torch.tensor(self.script[self.epoch]), acc
 
 
 class Remember(d2lai.Callback):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import torch
-from conftest import TinyClassifier
+from conftest import Scripted, TinyClassifier
 
 import d2lai
 from d2lai.callbacks.epoch_log import format_figures
@@ -15,18 +15,6 @@ from d2lai.runs import RunTable
 from d2lai.trainer import Metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Scripted(TinyClassifier):
-    """Its validation accuracy follows a script, epoch by epoch (the training is real)."""
-
-    def __init__(self, accs):
-        super().__init__()
-        self.accs, self.epoch = list(accs), 0
-
-    def validation_step(self, batch):
-        loss, _ = super().validation_step(batch)
-        return loss, torch.tensor(self.accs[min(self.epoch, len(self.accs) - 1)])
 
 
 class Count(d2lai.Callback):
@@ -40,7 +28,7 @@ def _lines(caplog):
 
 def test_epoch_lines_number_the_epochs_time_them_and_give_training_accuracy(tiny_data, caplog):
     caplog.set_level(logging.INFO, logger="d2lai")
-    trainer = d2lai.Trainer(Scripted([0.5, 0.8, 0.6]), tiny_data, d2lai.Descent(0.1),
+    trainer = d2lai.Trainer(Scripted(accs=[0.5, 0.8, 0.6]), tiny_data, d2lai.Descent(0.1),
                             max_epochs=3, board=False, callbacks=[Count()])
     _, metrics = trainer.fit()
     h, t = metrics.history, trainer.timings

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TinyClassifier
+from conftest import Scripted, TinyClassifier
 
 import d2lai
 from chapters import batch_norm_exercises as ex
@@ -177,18 +177,6 @@ def test_a_checkpoint_resumed_with_another_seed_or_clip_is_refused(tiny_data, tm
                  gradient_clip_val=1.0).fit()
 
 
-class ScriptedVal(TinyClassifier):
-    """Its validation loss is script[epochs done before this one]."""
-
-    def __init__(self, script):
-        super().__init__()
-        self.script, self.epoch = script, 0
-
-    def validation_step(self, batch):
-        loss, acc = super().validation_step(batch)
-        return torch.tensor(self.script[self.epoch]), acc
-
-
 class Tell(d2lai.Callback):
     def on_epoch_start(self, trainer):
         trainer.model.epoch = trainer.epoch
@@ -206,11 +194,11 @@ def test_a_resumed_run_keeps_its_early_stopping_patience_and_best_weights(tiny_d
     script = [1.0, 2.0, 3.0, 4.0, 5.0]
     path, remember = tmp_path / "run.pt", Remember()
     stop = d2lai.EarlyStopping(patience=2, restore_best_weights=True)
-    _, first = _trainer(tiny_data, ScriptedVal(script), max_epochs=2, checkpoint=path, seed=0,
+    _, first = _trainer(tiny_data, Scripted(script), max_epochs=2, checkpoint=path, seed=0,
                         callbacks=[Tell(), stop, remember]).fit()
     assert not first.stopped_early and stop.wait == 1
     stop = d2lai.EarlyStopping(patience=2, restore_best_weights=True)  # a new process
-    model, metrics = _trainer(tiny_data, ScriptedVal(script), max_epochs=5, checkpoint=path,
+    model, metrics = _trainer(tiny_data, Scripted(script), max_epochs=5, checkpoint=path,
                               resume=True, seed=0, callbacks=[Tell(), stop]).fit()
     assert metrics.stopped_early and metrics.epochs == 3  # two epochs without gain: 2 and 3
     assert stop.best == 1.0 and stop.best_epoch == 1 and metrics.epoch == 1
