@@ -245,3 +245,19 @@ def test_numpy_integers_are_integers(tiny_data):
                             max_epochs=np.int64(1), verbose=False)
     _, metrics = trainer.fit()
     assert metrics.epochs == 1 and type(trainer.max_epochs) is int
+
+
+def test_training_sums_are_kept_in_float64_whatever_the_loss_dtype():
+    from types import SimpleNamespace
+
+    from d2lai.callbacks.train_figures import TrainFigures
+
+    figures, trainer = TrainFigures(), SimpleNamespace(device=torch.device("cpu"))
+    figures.accuracy = figures.outputs = None  # as on_fit_start leaves them: no accuracy
+    figures.on_train_start(trainer, None)
+    y = torch.zeros(8192, dtype=torch.long)
+    for loss in (torch.tensor(10.0, dtype=torch.float16), torch.tensor(2.0)):
+        figures.on_loss(trainer, (y, y), loss)  # 10 * 8192 overflows float16
+    logs = {}
+    figures.on_train_epoch_end(trainer, logs)
+    assert logs == {"train_loss": 6.0}

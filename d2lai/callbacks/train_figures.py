@@ -40,11 +40,11 @@ class TrainFigures(Callback):
         y, outputs = batch[-1], self.outputs
         self.outputs = None
         n = len(y)
-        self.loss_sum += loss.detach() * n
+        self.loss_sum.add_(loss.detach(), alpha=n)  # in float64: no half-precision overflow
         if self.with_acc:
             if isinstance(outputs, torch.Tensor) and isinstance(y, torch.Tensor) \
                     and outputs.shape[:-1] == y.shape:
-                self.correct += self.accuracy(outputs.detach(), y) * n
+                self.correct.add_(self.accuracy(outputs.detach(), y), alpha=n)
             else:
                 self.with_acc = False
         self.samples += n
