@@ -76,8 +76,8 @@ def test_a_family_names_its_figures_its_own_included():
 
     assert Linear().figure_names() == ["train_loss", "val_loss"]
     assert TinyClassifier().figure_names() == ["train_loss", "train_acc", "val_loss", "val_acc"]
-    assert RNNLMScratch(RNNScratch(5, 8), vocab_size=5).figure_names() == [
-        "train_loss", "train_acc", "val_loss", "val_acc", "train_ppl", "val_ppl"]
+    assert RNNLMScratch(RNNScratch(5, 8), vocab_size=5).figure_names() == [  # no train_acc:
+        "train_loss", "val_loss", "val_acc", "train_ppl", "val_ppl"]  # its batches not scored
 
     class Odd(Linear):  # its own figures cannot be known without real values: no check
         def epoch_figures(self, logs):
@@ -316,3 +316,17 @@ def test_a_pytorch_edition_data_module_without_validation_still_trains():
     trainer = d2l.Trainer(max_epochs=2)
     trainer.fit(model, data)
     assert trainer.epoch == 2 and "val_loss" not in trainer.history
+
+
+def test_a_training_accuracy_monitor_on_a_language_model_is_refused_before_it_trains(tmp_path):
+    from d2lai.testing import write_fake_time_machine
+
+    write_fake_time_machine(tmp_path, num_chars=3000)
+    data = d2lai.TimeMachine(32, 8, num_train=64, num_val=32, root=tmp_path)
+    V = len(data.vocab)
+    model = d2lai.RNNLMScratch(d2lai.RNNScratch(V, 8), V)
+    stop = d2lai.EarlyStopping("train_acc")
+    with pytest.raises(ValueError, match="monitor='train_acc' is not among this fit's figures"):
+        d2lai.Trainer(model, data, d2lai.Descent(1.0), verbose=False, board=False,
+                      callbacks=[stop]).fit()
+    assert model.rnn.W_xh.grad is None  # refused before the first step

@@ -77,7 +77,7 @@ class AbstractModel(nn.Module):
         """The names of the figures a fit of this model logs each epoch, known before it
         starts: the family's, then its own `epoch_figures` (found from stand-in values); None
         when these cannot be found so."""
-        names = list(self.FIGURES)
+        names = [n for n in self.FIGURES if n != "train_acc" or self.train_accuracy]
         try:
             own = self.epoch_figures({name: 1.0 for name in names})
         except Exception:  # figures that need real values: known after the first epoch only
