@@ -12,13 +12,22 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from chapters.batch_norm import BatchNormLayer, BLeNetConcise, BLeNetScratch, batch_norm
-from chapters.cli import HelpFormatter, common_flags, learning_rate, load_data, run, tensorboard
+from chapters.cli import (
+    HelpFormatter,
+    common_flags,
+    learning_rate,
+    load_data,
+    run,
+    tensorboard,
+    write_or_say,
+)
 from d2lai import AbstractClassifier, Descent
 from d2lai.board import check_plot_path
 from d2lai.files import check_output_path, write_json
@@ -254,16 +263,6 @@ def _check_outputs(out: Path, name: str, runs: list, label: dict) -> None:
         raise SystemExit(f"error: {err}") from None
 
 
-def _keep(what: Path, write: Callable[[], object]) -> bool:
-    """Write one output; one that cannot be written (a full disk) is said, and the rest go on."""
-    try:
-        write()
-    except OSError as err:
-        print(f"could not write {what} ({err}); going on with the rest")
-        return False
-    return True
-
-
 def main(argv: list[str] | None = None) -> RunTable:
     """Run one exercise as a sweep; print its table (a row a run), write NAME.json and plots."""
     args = parse_args(argv)
@@ -294,10 +293,10 @@ def main(argv: list[str] | None = None) -> RunTable:
                     for r in table.final().records)
     text = rows.print()
     saved = out / f"{name}.json"
-    _keep(out / name / "summary.csv", lambda: rows.to_csv(out / name / "summary.csv"))
-    if _keep(saved, lambda: write_json(saved, {"exercise": name, "args": vars(args),
-                                               "table": text, "rows": rows.records,
-                                               "records": table.records})):
+    write_or_say(out / name / "summary.csv", rows.to_csv)
+    if write_or_say(saved, partial(write_json, value={"exercise": name, "args": vars(args),
+                                                      "table": text, "rows": rows.records,
+                                                      "records": table.records})):
         print(f"table written to {saved}, {out / name / 'summary.csv'} (a row a run) and "
               f"{out / name / 'runs.csv'} (a row an epoch)")
     plots = {f"{name}.png": (table.plot_curves(["train_loss", "val_acc"]), title)}
@@ -307,7 +306,7 @@ def main(argv: list[str] | None = None) -> RunTable:
                                           f"epochs of Descent")
     for file, (fig, heading) in plots.items():
         fig.axes[0].set_title(heading)
-        if _keep(out / file, lambda fig=fig, file=file: fig.savefig(out / file, dpi=120)):
+        if write_or_say(out / file, partial(fig.savefig, dpi=120)):
             print(f"plot saved to {out / file}")
     return rows
 
