@@ -112,3 +112,17 @@ class FailAt(TinyClassifier):
 @pytest.fixture
 def tiny_data(fashion_root):
     return d2lai.FashionMNISTData(batchsize=64, root=fashion_root)
+
+
+def fail_torch_save(monkeypatch, error: Exception, keep_bytes: int) -> None:
+    """Make `torch.save` die as a full disk does: it writes, the file is cut to `keep_bytes`,
+    then `error` is raised."""
+    real_save = torch.save
+
+    def failing(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as fh:
+            fh.truncate(keep_bytes)
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing)

@@ -5,8 +5,7 @@ import errno
 import logging
 
 import pytest
-import torch
-from conftest import TinyClassifier
+from conftest import TinyClassifier, fail_torch_save
 
 import chapters.batch_norm as chapter
 import chapters.cli as cli
@@ -152,15 +151,7 @@ def test_a_full_disk_at_a_checkpoint_warns_and_the_fit_returns(tiny_data, tmp_pa
     path = tmp_path / "run.pt"
     _trainer(tiny_data, max_epochs=1, checkpoint=path).fit()
     good = path.read_bytes()
-    real_save = torch.save
-
-    def full(obj, f, *args, **kwargs):
-        real_save(obj, f, *args, **kwargs)
-        with open(f, "r+b") as fh:
-            fh.truncate(64)
-        raise error
-
-    monkeypatch.setattr(torch, "save", full)
+    fail_torch_save(monkeypatch, error, keep_bytes=64)
     with caplog.at_level(logging.WARNING, logger="d2lai"):
         model, metrics = _trainer(tiny_data, max_epochs=3, checkpoint=path, resume=True).fit()
     assert metrics.epochs == 3 and len(metrics.history["val_acc"]) == 3

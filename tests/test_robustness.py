@@ -5,7 +5,7 @@ import logging
 
 import pytest
 import torch
-from conftest import FailAt, TinyClassifier
+from conftest import FailAt, TinyClassifier, fail_torch_save
 
 import d2lai
 from chapters.batch_norm import BLeNetScratch
@@ -113,15 +113,7 @@ def test_a_crash_while_writing_leaves_the_last_checkpoint_whole(tiny_data, tmp_p
     ckpt = tmp_path / "run.pt"
     _trainer(tiny_data, TinyClassifier(), max_epochs=1, checkpoint=ckpt).fit()
     good = ckpt.read_bytes()
-    real_save = torch.save
-
-    def broken_save(obj, f, *args, **kwargs):
-        real_save(obj, f, *args, **kwargs)
-        with open(f, "r+b") as fh:
-            fh.truncate(100)
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", broken_save)
+    fail_torch_save(monkeypatch, OSError("disk full"), keep_bytes=100)
     _, metrics = _trainer(tiny_data, TinyClassifier(), max_epochs=2, checkpoint=ckpt,
                           resume=True).fit()  # warns, and returns what it trained
     assert metrics.epochs == 2 and ckpt.read_bytes() == good
