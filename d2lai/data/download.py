@@ -37,6 +37,7 @@ DATA_HUB: dict[str, tuple[str, str]] = {
                            "585e9cc93e70b39160e7921475f9bcd7d31219ce"),
     "kaggle_house_test": (DATA_URL + "kaggle_house_pred_test.csv",
                           "fa19780a7b011d9b009e8bff8e99922a8ee2eb90"),
+    "pokemon": (DATA_URL + "pokemon.zip", "c065c0e2593b8b161a2d7873e42418bf6a21106c"),
 }
 
 _warned: set[Path] = set()

@@ -12,17 +12,34 @@ recurrent nets, encoder-decoders and attention).
 
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
-attention), `optimization` and `performance`, `plotting`; `utils` holds the function-style
+attention), `optimization` and `performance`, `hpo` (hyperparameter optimisation), `gan`, `rl`
+(reinforcement learning), `plotting`; `utils` holds the function-style
 utilities of the first chapters that the later ones reuse.
 """
 
-from . import data, models, optimization, performance, plotting, sequences, tensors, utils
+from .. import torch as d2l  # noqa: F401 (the edition's `d2l` module names itself `d2l`)
+from . import (
+    data,
+    gan,
+    hpo,
+    models,
+    optimization,
+    performance,
+    plotting,
+    rl,
+    sequences,
+    tensors,
+    utils,
+)
 from .data import *  # noqa: F403
+from .gan import *  # noqa: F403
+from .hpo import *  # noqa: F403
 from .models import *  # noqa: F403
 from .optimization import *  # noqa: F403
 from .performance import *  # noqa: F403
 from .plotting import *  # noqa: F403
-from .plotting import __getattr__  # noqa: F401 (d2l.plt, pyplot imported when first used)
+from .plotting import plt  # noqa: F401 (pyplot, imported when first used)
+from .rl import *  # noqa: F403
 from .sequences import *  # noqa: F403
 from .tensors import *  # noqa: F403
 from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
@@ -70,4 +87,5 @@ from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
 from .utils import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
-           + sequences.__all__ + optimization.__all__ + performance.__all__)
+           + sequences.__all__ + optimization.__all__ + performance.__all__ + hpo.__all__
+           + gan.__all__ + rl.__all__)
