@@ -543,4 +543,4 @@ def test_the_editions_tensor_names():
     assert isinstance(d2l.numpy(X.requires_grad_()), np.ndarray)
     assert d2l.normal(0, 1, (2, 3)).shape == (2, 3) and d2l.zeros(2).tolist() == [0.0, 0.0]
     assert d2l.abs(d2l.tensor([-1.0])).item() == 1.0 and d2l.float32 is torch.float32
-    assert d2l.plt is __import__("matplotlib.pyplot").pyplot
+    assert d2l.plt.plot is __import__("matplotlib.pyplot").pyplot.plot
