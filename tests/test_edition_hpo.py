@@ -5,6 +5,7 @@ the trainer's validation error against a count of right answers."""
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,6 +161,6 @@ def test_validation_error_is_one_minus_the_share_of_right_answers(tmp_path, monk
             total += len(y)
     assert total == 100
     assert trainer.validation_error().item() == pytest.approx(1 - right / total, abs=1e-6)
-    error = d2l.hpo_objective_lenet(learning_rate=0.1, batch_size=torch.tensor(64).item(),
+    error = d2l.hpo_objective_lenet(learning_rate=np.float64(0.1), batch_size=np.int64(64),
                                     max_epochs=1)
     assert error.shape == () and 0 <= error.item() <= 1
