@@ -1,6 +1,7 @@
 """The edition's plotting helpers, on pyplot as the edition draws: `plot`, `show_images`, the
 live curves of `Animator`, heatmaps of attention weights and the histogram of sentence lengths
-(the last two drawn by d2lai's own functions into a pyplot figure). `d2l.plt` is pyplot.
+(the last two drawn by d2lai's own functions into a pyplot figure). `d2l.plt` is pyplot, its
+`stem` taking the edition's `use_line_collection`.
 """
 
 from __future__ import annotations
