@@ -164,3 +164,37 @@ def test_validation_error_is_one_minus_the_share_of_right_answers(tmp_path, monk
     error = d2l.hpo_objective_lenet(learning_rate=np.float64(0.1), batch_size=np.int64(64),
                                     max_epochs=1)
     assert error.shape == () and 0 <= error.item() <= 1
+
+
+def test_an_interrupted_trial_is_not_recorded_and_is_trained_again(tmp_path, monkeypatch):
+    write_fake_fashion_mnist(tmp_path / "data", num_train=64, num_val=32)
+    monkeypatch.setenv("D2LAI_DATA", str(tmp_path / "data"))
+    stop = {"at": None}
+
+    def objective(lr):
+        model = d2l.SoftmaxRegression(num_outputs=10, lr=lr)
+        step = model.training_step
+
+        def training_step(batch):
+            if lr == stop["at"]:
+                raise KeyboardInterrupt  # as Ctrl-C during the trial
+            return step(batch)
+
+        model.training_step = training_step
+        trainer = d2l.HPOTrainer(max_epochs=1)
+        trainer.fit(model, d2l.FashionMNIST(batch_size=32))
+        return trainer.validation_error()
+
+    def tuner():
+        return d2l.HPOTuner(d2l.BasicScheduler(d2l.RandomSearcher({"lr": Fixed(0.1, 0.2)})),
+                            objective, out=tmp_path / "out")
+
+    stop["at"] = 0.2
+    with pytest.raises(KeyboardInterrupt):
+        tuner().run(2)
+    table = d2lai.RunTable.from_json(tmp_path / "out" / "trials.json")
+    assert [r["lr"] for r in table.records] == [0.1]
+    stop["at"] = None
+    again = tuner()
+    again.run(2)
+    assert [r["lr"] for r in again.table.records] == [0.1, 0.2]

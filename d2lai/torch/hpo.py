@@ -49,7 +49,15 @@ def rbfkernel(x1, x2, ls=4.):
 
 class HPOTrainer(Trainer):
     """The edition's `Trainer` with `validation_error()`: 1 - the validation accuracy of the
-    fitted model, over the whole validation set (the fit's last figures, not a second pass)."""
+    fitted model, over the whole validation set (the fit's last figures, not a second pass).
+
+    A fit cut short by Ctrl-C raises KeyboardInterrupt once it has ended cleanly, so that a
+    tuner does not take a half-trained model's error for the trial's."""
+
+    def fit(self, model, data) -> None:
+        super().fit(model, data)
+        if self.metrics.interrupted:
+            raise KeyboardInterrupt("the trial was interrupted: its error is not recorded")
 
     def validation_error(self) -> torch.Tensor:
         metrics = getattr(self, "metrics", None)
