@@ -29,7 +29,7 @@ from .plotting import show_images
 __all__ = ["DataModule", "SyntheticRegressionData", "FashionMNIST", "TimeMachine", "Vocab",
            "MTFraEng", "load_array", "synthetic_data", "load_data_fashion_mnist",
            "get_fashion_mnist_labels", "DATA_URL", "DATA_HUB", "download", "extract",
-           "download_extract", "get_dataloader_workers"]
+           "download_extract"]
 
 # DATA_HUB is d2lai's own table: a name the book adds to it is one `download` can fetch.
 
@@ -268,9 +268,3 @@ def download_extract(name: str, folder: str | None = None) -> str:
     holds (`folder`, else the archive's name without extension)."""
     return str(_download_extract(name, folder))
 
-
-def get_dataloader_workers() -> int:
-    """Worker processes for a `torch.utils.data.DataLoader` that decodes images: the edition's
-    4, or fewer on a machine with fewer cores. (d2lai's own data sets sit in memory and need
-    none.)"""
-    return max(1, min(4, os.cpu_count() or 1))
