@@ -198,3 +198,17 @@ def test_an_interrupted_trial_is_not_recorded_and_is_trained_again(tmp_path, mon
     again = tuner()
     again.run(2)
     assert [r["lr"] for r in again.table.records] == [0.1, 0.2]
+
+
+def test_a_folder_in_use_by_a_running_tuner_is_refused_and_left_alone(tmp_path):
+    d2l.HPOTuner(sh(), objective_of([]), out=tmp_path).run(3)
+    other = d2l.HPOTuner(sh(), objective_of([]), out=tmp_path, restart=True)
+
+    def objective(id, max_epochs):
+        with pytest.raises(RuntimeError, match="in use by another tuner"):
+            other.run(1)
+        return 0.5
+
+    d2l.HPOTuner(sh(), objective, out=tmp_path).run(4)
+    saved = json.loads((tmp_path / "trials.json").read_text())["records"]
+    assert len(saved) == 4  # the other tuner's restart=True removed nothing

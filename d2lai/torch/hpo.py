@@ -262,15 +262,9 @@ class HPOTuner(HyperParameters):
         self.current_runtime = 0
         self.records = []
         self.trials: list[dict] = []  # the table's records
-        self.out, self._pending = None, []
+        self.out, self._restart, self._pending = None, restart, None
         if out is not None:
             self.out = check_output_path(out, "out", folder=True)
-            saved = self.out / "trials.json"
-            if restart and is_main_process():
-                for name in ("trials.json", "trials.csv"):
-                    (self.out / name).unlink(missing_ok=True)
-            elif saved.exists():
-                self._pending = RunTable.from_json(saved).records
 
     @property
     def table(self) -> RunTable:
@@ -283,6 +277,8 @@ class HPOTuner(HyperParameters):
         lock = claim(self.out, "out", "tuner", folder=True) \
             if self.out is not None and is_main_process() else None
         try:
+            if self._pending is None:  # the first run: the trials saved in out, if any
+                self._pending = self._saved()
             if self._pending:
                 say(f"replaying {min(len(self._pending), number_of_trials)} trials finished in "
                     f"{self.out} (restart=True starts over)")
@@ -302,6 +298,19 @@ class HPOTuner(HyperParameters):
         finally:
             if lock is not None:
                 lock.release()
+
+    def _saved(self) -> list[dict]:
+        """The trials an earlier tuner saved in `out` (none with restart=True, which removes
+        them; called while this tuner holds `out`)."""
+        if self.out is None:
+            return []
+        if self._restart:
+            if is_main_process():
+                for name in ("trials.json", "trials.csv"):
+                    (self.out / name).unlink(missing_ok=True)
+            return []
+        saved = self.out / "trials.json"
+        return RunTable.from_json(saved).records if saved.exists() else []
 
     def _record(self, config: dict, error: float, runtime: float) -> None:
         """Tell the scheduler (a non-finite error as inf), keep the books, save the table."""
