@@ -273,6 +273,8 @@ class HPOTuner(HyperParameters):
         return RunTable(self.trials)
 
     def run(self, number_of_trials):
+        """Run `number_of_trials` more trials (the first ones replayed from `out` if saved
+        there), printing each configuration and its error."""
         number_of_trials = positive_int("number_of_trials", number_of_trials)
         lock = claim(self.out, "out", "tuner", folder=True) \
             if self.out is not None and is_main_process() else None
@@ -290,11 +292,11 @@ class HPOTuner(HyperParameters):
                 start_time = time.time()
                 config = self.scheduler.suggest()
                 _check_config(config)
-                print(f"Trial {i}: config = {config}")
+                say(f"Trial {i}: config = {config}")
                 error = _error(self.objective(**config))
                 runtime = time.time() - start_time
                 self._record(config, error, runtime)
-                print(f"    error = {error}, runtime = {runtime}")
+                say(f"    error = {error}, runtime = {runtime}")
         finally:
             if lock is not None:
                 lock.release()
