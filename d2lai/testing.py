@@ -256,7 +256,7 @@ def write_fake_hotdog(root: str | os.PathLike, num_train: int = 40, num_test: in
     """Write a stand-in for the fine-tuning section's hot-dog data as root/hotdog.zip, in its
     layout: hotdog/{train,test}/{hotdog,not-hotdog}/K.png, `num_train` and `num_test` images of
     each class, of varied sizes. A hot dog is a long red-brown ellipse on a pale background; the
-    other class, a round blob of another colour. Returns the zip's path."""
+    other class, a round green or blue blob. Returns the zip's path."""
     rng = np.random.default_rng(seed)
     files, k = {}, 0
     for split, n in (("train", num_train), ("test", num_test)):
@@ -269,7 +269,8 @@ def write_fake_hotdog(root: str | os.PathLike, num_train: int = 40, num_test: in
                 else:
                     s = min(h, w) // 3
                     box = (w // 2 - s, h // 2 - s, w // 2 + s, h // 2 + s)
-                    color = tuple(int(c) for c in rng.integers(0, 256, 3))
+                    color = (int(rng.integers(0, 120)), int(rng.integers(100, 256)),
+                             int(rng.integers(100, 256)))
                 img, _ = _shape_image(rng, h, w, (230, 225, 210), color, box)
                 files[f"hotdog/{split}/{cls}/{k}.png"] = _png_bytes(img)
                 k += 1
@@ -304,17 +305,17 @@ _VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128],
                 [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]]
 
 
-def write_fake_voc2012(root: str | os.PathLike, num_train: int = 68, num_val: int = 36,
+def write_fake_voc2012(root: str | os.PathLike, num_train: int = 88, num_val: int = 44,
                        seed: int = 0) -> Path:
     """Write a stand-in for Pascal VOC2012's segmentation data as
     root/VOCtrainval_11-May-2012.tar, in its layout: VOCdevkit/VOC2012/ImageSets/Segmentation/
     {train,val}.txt naming the images, JPEGImages/NAME.jpg and SegmentationClass/NAME.png (a
     palette PNG: index 0 background, 1-20 the classes, 255 the outline, VOC's colours).
 
-    Most images are landscape, 320-375 x 480-500 as most of VOC's; every sixteenth is portrait
-    (500 x 333), too narrow for the book's 320 x 480 crops. Each holds one to three objects
-    painted near their class's colour, so a segmentation net can learn them. Returns the tar's
-    path."""
+    Most images are landscape, 320-375 x 480-500 as most of VOC's; every fourth is portrait
+    (500 x 333), too narrow for the book's 320 x 480 crops (as about a quarter of VOC's are).
+    Each holds one to three objects painted near their class's colour, so a segmentation net
+    can learn them. Returns the tar's path."""
     rng = np.random.default_rng(seed)
     palette = [c for rgb in _VOC_PALETTE for c in rgb] + [0, 0, 0] * (255 - 21) + [224, 224, 192]
     base = "VOCdevkit/VOC2012"
@@ -323,7 +324,7 @@ def write_fake_voc2012(root: str | os.PathLike, num_train: int = 68, num_val: in
         names = []
         for k in range(n):
             name = f"{year}_{k:06d}"
-            h, w = (500, 333) if k % 16 == 15 else (int(rng.integers(320, 376)),
+            h, w = (500, 333) if k % 4 == 3 else (int(rng.integers(320, 376)),
                                                     int(rng.integers(480, 501)))
             img, _ = _shape_image(rng, h, w, (110, 120, 110), (110, 120, 110), (0, 0, 1, 1))
             label = np.zeros((h, w), np.uint8)

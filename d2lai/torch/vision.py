@@ -18,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from PIL import Image
@@ -221,6 +222,12 @@ def multibox_detection(cls_probs: torch.Tensor, offset_preds: torch.Tensor, anch
     return torch.stack(out)
 
 
+def _read_image(path) -> torch.Tensor:
+    """An image file as an RGB uint8 tensor (3, H, W) (a palette image in its colours)."""
+    with Image.open(path) as img:
+        return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+
+
 # --- banana detection ----------------------------------------------------------------------------
 
 def read_data_bananas(is_train: bool = True):
@@ -232,7 +239,7 @@ def read_data_bananas(is_train: bool = True):
     images, targets = [], []
     with open(split / "label.csv", newline="") as f:
         for row in csv.DictReader(f):
-            images.append(torchvision.io.read_image(str(split / "images" / row["img_name"])))
+            images.append(_read_image(split / "images" / row["img_name"]))
             targets.append([float(row[k]) for k in ("label", "xmin", "ymin", "xmax", "ymax")])
     if not images:
         raise ValueError(f"{split / 'label.csv'} lists no images")
@@ -284,12 +291,10 @@ def read_voc_images(voc_dir, is_train: bool = True):
         raise FileNotFoundError(f"{listing} not found: voc_dir must be the VOC2012 folder (the "
                                 f"one holding ImageSets/, JPEGImages/, SegmentationClass/), "
                                 f"such as d2l.download_extract('voc2012', 'VOCdevkit/VOC2012')")
-    rgb = torchvision.io.ImageReadMode.RGB
     features, labels = [], []
     for name in listing.read_text().split():
-        features.append(torchvision.io.read_image(str(voc_dir / "JPEGImages" / f"{name}.jpg")))
-        labels.append(torchvision.io.read_image(
-            str(voc_dir / "SegmentationClass" / f"{name}.png"), rgb))
+        features.append(_read_image(voc_dir / "JPEGImages" / f"{name}.jpg"))
+        labels.append(_read_image(voc_dir / "SegmentationClass" / f"{name}.png"))
     return features, labels
 
 
@@ -432,7 +437,7 @@ def train_batch_ch13(net: nn.Module, X, y, loss, trainer, devices):
     l = loss(pred, y)  # noqa: E741 (the book's name)
     l.sum().backward()
     trainer.step()
-    return l.sum(), accuracy(pred, y)
+    return l.sum().detach(), accuracy(pred, y)
 
 
 def train_ch13(net: nn.Module, train_iter, test_iter, loss, trainer, num_epochs: int,
