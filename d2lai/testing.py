@@ -251,7 +251,7 @@ def _zip(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
-def write_fake_hotdog(root: str | os.PathLike, num_train: int = 40, num_test: int = 20,
+def write_fake_hotdog(root: str | os.PathLike, num_train: int = 20, num_test: int = 10,
                       seed: int = 0) -> Path:
     """Write a stand-in for the fine-tuning section's hot-dog data as root/hotdog.zip, in its
     layout: hotdog/{train,test}/{hotdog,not-hotdog}/K.png, `num_train` and `num_test` images of
@@ -277,7 +277,7 @@ def write_fake_hotdog(root: str | os.PathLike, num_train: int = 40, num_test: in
     return _zip(Path(root) / "hotdog.zip", files)
 
 
-def write_fake_bananas(root: str | os.PathLike, num_train: int = 200, num_val: int = 20,
+def write_fake_bananas(root: str | os.PathLike, num_train: int = 100, num_val: int = 10,
                        seed: int = 0) -> Path:
     """Write a stand-in for the banana-detection data as root/banana-detection.zip, in its
     layout: banana-detection/bananas_{train,val}/images/K.png (256 x 256 RGB) and label.csv

@@ -18,6 +18,7 @@ from d2lai import torch as d2l
 from d2lai.testing import (
     write_fake_bananas,
     write_fake_cifar10_tiny,
+    write_fake_dog_tiny,
     write_fake_hotdog,
     write_fake_pretrained,
     write_fake_voc2012,
@@ -308,6 +309,19 @@ def test_kaggle_folders_reorganised(vision_root):
     (vision_root / "bad.csv").write_text("id,label\n1,cat,dog\n")
     with pytest.raises(ValueError, match="name,label"):
         d2l.read_csv_labels(vision_root / "bad.csv")
+
+
+def test_dog_stand_in_reorganised_by_breed(vision_root):
+    write_fake_dog_tiny(vision_root, num_breeds=3, per_breed=2, num_test=1)
+    data_dir = d2l.download_extract("dog_tiny")
+    labels = d2l.read_csv_labels(os.path.join(data_dir, "labels.csv"))
+    assert len(labels) == 6 and all(len(name) == 32 for name in labels)
+    assert d2l.reorg_train_valid(data_dir, labels, 0.1) == 1
+    d2l.reorg_test(data_dir)
+    valid = torchvision.datasets.ImageFolder(os.path.join(data_dir, "train_valid_test", "valid"))
+    assert valid.classes == sorted(set(labels.values())) and len(valid) == 3
+    image, _ = valid[0]
+    assert image.mode == "RGB" and min(image.size) >= 200
 
 
 def test_pretrained_stand_in_loads_through_torchvision(tmp_path, monkeypatch):
