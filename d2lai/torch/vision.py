@@ -76,10 +76,11 @@ def bbox_to_rect(bbox, color):
 def show_bboxes(axes, bboxes, labels=None, colors=None) -> None:
     """Draw boxes on matplotlib `axes`, the colours cycling through `colors` (default blue,
     green, red, magenta, cyan), each labelled at its upper-left corner by `labels[i]`. A single
-    label or colour may be given as a plain string."""
-    labels = [labels] if isinstance(labels, str) else labels
-    colors = ["b", "g", "r", "m", "c"] if colors is None else (
-        [colors] if isinstance(colors, str) else list(colors))
+    label or colour may be given alone (not in a list)."""
+    def as_list(obj):
+        return obj if isinstance(obj, (list, tuple)) or obj is None else [obj]
+
+    labels, colors = as_list(labels), as_list(colors) or ["b", "g", "r", "m", "c"]
     for i, bbox in enumerate(bboxes):
         color = colors[i % len(colors)]
         bbox = bbox.detach().cpu() if isinstance(bbox, torch.Tensor) else bbox
