@@ -32,6 +32,7 @@ from .callbacks import (
     MonitorCallback,
     ProgressBar,
     ReduceFigures,
+    SeededShuffle,
     TrainFigures,
 )
 from .callbacks.base import default_monitor, monitor_mode
@@ -111,14 +112,15 @@ class Trainer:
         self.grad_clip_val = args["gradient_clip_val"]
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
         self.monitor = monitors[0].monitor if monitors else None  # None: val_acc, else val_loss
-        self.board = ProgressBoard("epoch", yscale=check_scale("board_yscale", board_yscale),
-                                   title=type(model).__name__,
+        yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
+        self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
                                    panel_of=figure_panel) if board else None
         own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(), EpochLog(),
                *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
-               *([DataParallel(), ReduceFigures()] if distributed.launched() else [])]
+               *([DataParallel(), ReduceFigures()] if distributed.launched() else
+                 [SeededShuffle()] if seed is not None else [])]
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
