@@ -29,10 +29,11 @@ from .board import check_plot_path
 from .callbacks import Callback
 from .callbacks.base import default_monitor, monitor_mode
 from .callbacks.tensorboard import summary_writer
+from .checks import callbacks as check_callbacks
 from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
-from .files import check_output_path, claim, write_json, write_whole
+from .files import check_output_path, claim, run_folder, write_json, write_whole
 from .trainer import Metrics, Trainer
 
 __all__ = ["Run", "grid", "sweep", "RunTable"]
@@ -150,6 +151,9 @@ class _Recorder(Callback):
     def __init__(self, run: Run, logdir: Path | None = None):
         self.run, self.logdir, self.records, self.status = run, logdir, [], None
 
+    def run_settings(self) -> None:
+        return None  # it records the run, and changes none of its numbers
+
     def on_fit_start(self, trainer) -> None:
         self.start, self.hook = time.perf_counter(), None
         self.classes = getattr(trainer.data, "num_classes", None)
@@ -221,12 +225,6 @@ def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
     return "ok"
 
 
-def _folder(name: str) -> str:
-    """A run's name as a folder name (characters no file system takes become _)."""
-    folder = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name)
-    return "_" if folder in (".", "..") else folder
-
-
 # --- the sweep ------------------------------------------------------------------------------
 
 def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict], Any],
@@ -248,7 +246,9 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         out: folder for runs.csv and runs.json (and TensorBoard's files).
         restart: train again the runs finished in `out`.
         tensorboard: also write each run's scalars and settings under out/tensorboard/<run>/.
-        callbacks: callbacks given to every run's Trainer.
+        callbacks: callbacks for every run's Trainer, each run its own copy
+            (`Callback.for_run`): schedulers and early stopping start afresh in each run, and
+            a logger writes files named by the run (`CSVLogger("out/log.csv")`: out/<run>/log.csv).
         verbose: each run's epoch lines and bars.
         **trainer_kwargs: Trainer arguments for every run (`max_epochs=`, `gpu=`, ...).
 
@@ -272,12 +272,13 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
     if not callable(build):
         raise TypeError(f"build must be a function of the settings, got {type(build).__name__}")
     _check_trainer_args("sweep got", trainer_kwargs, {"model", "data", "opt", "callbacks"})
+    callbacks = check_callbacks(callbacks)
     if tensorboard:
         if out is None:
             raise ValueError("tensorboard=True needs out= (the event files go to "
                              "out/tensorboard/<run name>/)")
         summary_writer()
-        if len({_folder(n) for n in names}) < len(names):
+        if len({run_folder(n) for n in names}) < len(names):
             raise ValueError("two run names give the same folder name: rename the runs")
     lock = None
     if out is not None:
@@ -287,7 +288,7 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         if is_main_process():  # held until the sweep ends; under torchrun, by rank 0
             lock = claim(out, "out", "sweep", folder=True)
     try:
-        return _train_all(runs, build, out, restart, tensorboard, [*callbacks], verbose,
+        return _train_all(runs, build, out, restart, tensorboard, callbacks, verbose,
                           trainer_kwargs)
     finally:
         if lock is not None:
@@ -304,7 +305,7 @@ def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool
             for file in (out / "runs.json", out / "runs.csv"):
                 file.unlink(missing_ok=True)
         records, definitions = ([], {}) if restart else _finished(out)
-        done = _unchanged(runs, records, definitions, build, verbose, trainer_kwargs)
+        done = _unchanged(runs, records, definitions, build, callbacks, verbose, trainer_kwargs)
         records = [r for r in records if r["run"] in done or r["run"] not in names]
         if done:
             say(f"skipping {len(done)} of {len(runs)} runs already finished in {out} "
@@ -313,7 +314,7 @@ def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool
         if run.name in done:
             continue
         say(f"[{i}/{len(runs)}] {run.name}: training")
-        logdir = (out / "tensorboard" / _folder(run.name) if tensorboard and is_main_process()
+        logdir = (out / "tensorboard" / run_folder(run.name) if tensorboard and is_main_process()
                   else None)
         if logdir is not None and logdir.exists():
             shutil.rmtree(logdir)  # an earlier, unfinished try of this run
@@ -352,7 +353,7 @@ def _save(out: Path, records: list[dict], definitions: dict) -> None:
 
 
 def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: Callable,
-               verbose: bool, trainer_kwargs: dict) -> set[str]:
+               callbacks: list, verbose: bool, trainer_kwargs: dict) -> set[str]:
     """The runs finished earlier whose definition is still the same: each is built as it would
     be trained, to compare; a changed one is named with what changed, to be trained again."""
     finished = {r["run"] for r in records}
@@ -360,7 +361,8 @@ def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: C
     for i, run in enumerate(runs, 1):
         if run.name not in finished:
             continue
-        ours = run_definition(_trainer(run, build, [], verbose, trainer_kwargs), run.columns)
+        ours = run_definition(_trainer(run, build, callbacks, verbose, trainer_kwargs),
+                              run.columns)
         saved = definitions.get(run.name)
         changed = ["no definition recorded"] if saved is None else differences(saved, ours)
         if changed:
@@ -398,8 +400,8 @@ def _trainer(run: Run, build: Callable, callbacks: list, verbose: bool, trainer_
     _check_trainer_args("build returned", extra, set())
     kwargs = {"verbose": verbose, **trainer_kwargs, **({"seed": seed} if seed is not None else {}),
               **extra}
-    kwargs["callbacks"] = [*callbacks, *kwargs.get("callbacks", ()), *([recorder] if recorder
-                                                                        else [])]
+    own = [c.for_run(run.name) for c in callbacks]  # each run its own copy
+    kwargs["callbacks"] = [*own, *kwargs.get("callbacks", ()), *([recorder] if recorder else [])]
     return Trainer(built["model"], built["data"], built.get("opt"), **kwargs)
 
 

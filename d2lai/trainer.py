@@ -105,7 +105,7 @@ class Trainer:
         if resume and checkpoint is None:
             raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
         self.seed = None if seed is None else check_seed(seed)
-        callbacks = checks.callbacks(callbacks)
+        callbacks = self.given_callbacks = checks.callbacks(callbacks)  # part of the run
         self.model, self.data, self.opt = model, data, opt
         self.max_epochs, self.max_steps = args["max_epochs"], args["max_steps"]
         self.gpu, self.verbose, self.print_every = args["gpu"], args["verbose"], print_every

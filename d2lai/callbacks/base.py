@@ -33,6 +33,9 @@ A callback of your own:
 
 from __future__ import annotations
 
+import copy
+import inspect
+
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures"]
 
 
@@ -58,6 +61,17 @@ class Callback:
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
               "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",
               "on_exception")
+
+    def for_run(self, name: str) -> Callback:
+        """This callback for one run of a sweep (`name`): a copy of its own, so that no state
+        passes from run to run; a logger's copy writes files named by the run."""
+        return copy.deepcopy(self)
+
+    def run_settings(self) -> dict | None:
+        """What this callback adds to the definition of a run (`d2lai.definition`): its
+        constructor's arguments, as kept in attributes of the same names; None leaves it out."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, n) for n in names if hasattr(self, n)}
 
     def on_fit_start(self, trainer) -> None:
         """Before the first epoch of a fit (the model and data are on their device)."""

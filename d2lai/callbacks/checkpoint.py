@@ -19,9 +19,10 @@ logger = logging.getLogger("d2lai")
 __all__ = ["Checkpoint"]
 
 
-# What a resumed run may change: how far it goes (the totals to reach); its rule is checked on
-# its own (override_opt), its model by the state's keys and shapes.
-RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model")
+# What a resumed run may change: how far it goes (the totals to reach) and its callbacks (a
+# logger added); its rule is checked on its own (override_opt), its model by the state's keys
+# and shapes.
+RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model", "callbacks")
 
 
 def _stateful(trainer):

@@ -93,6 +93,19 @@ class LRScheduler(Callback):
                              f"OneCycleLR(opt, max_lr, total_steps=max_epochs * "
                              f"len(data.train_dataloader()))")
 
+    def run_settings(self) -> dict:
+        """The schedule as the definition of a run shows it: the scheduler's class and its
+        settings, as built on a stand-in optimiser (a function is known by what it builds)."""
+        try:
+            probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+            built = self.scheduler if self.make is None else self.make(probe)
+            shown = {"type": type(built).__name__,
+                     **{k: v for k, v in built.state_dict().items() if not k.startswith("_")
+                        and k not in ("base_lrs", "last_epoch", "verbose")}}
+        except Exception:  # built only for the optimiser it was meant for: known by its name
+            shown = getattr(self.make, "__qualname__", type(self.scheduler).__name__)
+        return {"scheduler": shown, "interval": self.interval, "monitor": self.monitor}
+
     def state_dict(self) -> dict:
         """The scheduler's state, for the checkpoint: a resumed run goes on with its rate."""
         return {"scheduler": self.scheduler.state_dict()}
