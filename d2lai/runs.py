@@ -282,6 +282,7 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
             raise ValueError("two run names give the same folder name: rename the runs")
     lock = None
     if out is not None:
+        _check_csv([r.columns for r in runs])  # runs.csv will read back as written
         out = check_output_path(out, "out", folder=True)
         for table in ("runs.json", "runs.csv"):
             check_output_path(out / table, "the sweep's table")
@@ -486,6 +487,27 @@ def _parse(text: str, kind: type):
     return text
 
 
+def _check_csv(records: list[dict]) -> None:
+    """Refuse a value that a CSV file would read back as another (the text 'True' as True, ''
+    as None, '12' as 12): `from_csv` reads each column as all its cells say, and a table must
+    read back as it was written."""
+    for key in dict.fromkeys(k for r in records for k in r):
+        values = [r.get(key) for r in records]
+        kind = KNOWN.get(key) or _column_type(["" if v is None else str(v) for v in values])
+        for v in values:
+            if not isinstance(v, (str, bool, int, float)):
+                continue  # other objects are written as their text, and read back as text
+            back = _parse(str(v), kind)
+            same = back == v and type(back) is type(v) or (
+                isinstance(v, float) and isinstance(back, (int, float)) and
+                (back == v or math.isnan(v) and math.isnan(back)))
+            if not same:
+                shown = f"the text {v!r}" if isinstance(v, str) else repr(v)
+                raise ValueError(f"setting {key!r} holds {shown}, which a CSV table reads back "
+                                 f"as {back!r}: name the value otherwise (a grid setting by a "
+                                 f"dict, e.g. {key}={{'on': ...}}), or keep the table as JSON")
+
+
 def _cell(key: str, value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -602,6 +624,8 @@ class RunTable:
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the records as CSV (None as an empty cell), whole or not at all."""
+        _check_csv(self.records)
+
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self.columns())

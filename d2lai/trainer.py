@@ -240,6 +240,7 @@ class Trainer:
         >>> trainer.evaluate()                        # {'val_loss': 0.31, 'val_acc': 0.89}
         >>> trainer.evaluate(other.val_dataloader(), name="other")
         """
+        checks.evaluation_data(data)
         if data is not None and not hasattr(data, "__iter__"):
             named = getattr(data, "val_dataloader", None)
             data = named() if callable(named) else data.get_dataloader(train=False)
