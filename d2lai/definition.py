@@ -23,7 +23,8 @@ from .checkpoint import digest
 from .files import json_safe
 from .optim import describe_opt
 
-__all__ = ["run_definition", "model_definition", "data_definition", "differences"]
+__all__ = ["run_definition", "model_definition", "callbacks_definition", "data_definition",
+           "differences"]
 
 
 def run_definition(trainer, settings: dict | None = None) -> dict:
@@ -38,12 +39,19 @@ def run_definition(trainer, settings: dict | None = None) -> dict:
         "trainer": {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
                     "gradient_clip_val": trainer.grad_clip_val},
         "seed": trainer.seed,
-        "callbacks": [{"type": type(c).__name__, **{k: _value(v) for k, v in settings.items()}}
-                      for c in trainer.given_callbacks
-                      if (settings := c.run_settings()) is not None],
+        "callbacks": callbacks_definition(trainer.given_callbacks),
         "data": data_definition(trainer.data),
     }
     return json.loads(json.dumps(json_safe(definition), default=_shown))
+
+
+def callbacks_definition(callbacks) -> dict:
+    """Each callback's settings (`Callback.run_settings`), keyed by its class (and number, for
+    two of one class), so that a change reads `callbacks.EarlyStopping.patience was 0, is 5`."""
+    from .callbacks.base import by_class
+
+    return {key: {k: _value(v) for k, v in c.run_settings().items()}
+            for key, c in by_class(c for c in callbacks if c.run_settings() is not None)}
 
 
 def model_definition(model: torch.nn.Module) -> dict:
@@ -108,6 +116,8 @@ def _value(value):
         return value
     if isinstance(value, (tuple, list)):
         return [_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _value(v) for k, v in value.items()}
     return _shown(value)
 
 

@@ -80,8 +80,9 @@ def test_a_sweep_retrains_a_run_whose_model_callbacks_or_inputs_changed(tmp_path
 
     again()
     assert "skipping 1 of 1" in again()
-    for key, value, said in (("width", 16, "model"), ("dropout", 0.5, "model"),
-                             ("patience", 5, "callbacks")):
+    for key, value, said in (("width", 16, "model.parameters was 66, is 130 now"),
+                             ("dropout", 0.5, "model.structure was"),
+                             ("patience", 5, "callbacks.EarlyStopping.patience was 0, is 5")):
         runs[key] = value
         printed = again()
         assert "training it again" in printed and said in printed, (key, printed)

@@ -36,7 +36,8 @@ from __future__ import annotations
 import copy
 import inspect
 
-__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures"]
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures",
+           "by_class"]
 
 
 class Callback:
@@ -189,3 +190,13 @@ def fit_figures(trainer) -> list[str] | None:
         return None
     return list(dict.fromkeys([*names, *(f for c in trainer.callbacks
                                           for f in getattr(c, "adds_figures", ()))]))
+
+
+def by_class(callbacks):
+    """(key, callback) for each callback, keyed by its class name (and number, for a second
+    one of a class: `EarlyStopping#2`): how checkpoints and run definitions name them."""
+    seen: dict[str, int] = {}
+    for callback in callbacks:
+        name = type(callback).__name__
+        seen[name] = seen.get(name, 0) + 1
+        yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback

@@ -12,7 +12,7 @@ from ..device import rng_state, set_rng_state
 from ..distributed import from_main, is_main_process
 from ..files import check_output_path, claim
 from ..optim import describe_opt, opt_text
-from .base import Callback
+from .base import Callback, by_class
 
 logger = logging.getLogger("d2lai")
 
@@ -27,13 +27,8 @@ RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model", "callbac
 
 def _stateful(trainer):
     """(key, callback) for the trainer's callbacks that keep a state (EarlyStopping's wait and
-    best), keyed by class name (and number, for two of one class)."""
-    seen: dict[str, int] = {}
-    for callback in trainer.callbacks:
-        if callable(getattr(callback, "state_dict", None)):
-            name = type(callback).__name__
-            seen[name] = seen.get(name, 0) + 1
-            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
+    best, LRScheduler's schedule), keyed by class name (and number, for two of one class)."""
+    return by_class(c for c in trainer.callbacks if callable(getattr(c, "state_dict", None)))
 
 
 def _rule(trainer):
