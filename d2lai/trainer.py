@@ -120,7 +120,7 @@ class Trainer:
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
                *([DataParallel(), ReduceFigures()] if distributed.launched() else
-                 [SeededShuffle()] if seed is not None else [])]
+                 [SeededShuffle()])]
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order

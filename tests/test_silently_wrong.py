@@ -369,3 +369,15 @@ def test_a_scheduler_monitor_or_length_that_cannot_work_is_refused_at_fit_start(
     assert short.steps == 0
     trainer(callbacks=[d2lai.LRScheduler(lambda o: OneCycleLR(o, max_lr=0.5, total_steps=14),
                                          "step")]).fit()
+
+
+def test_a_seeded_run_resumed_without_its_seed_goes_on_as_it_would_have(tmp_path):
+    """The checkpoint's seed is the run's: the orders of the epochs after the resume are
+    drawn from it, as in the uninterrupted run."""
+    whole = trainer(max_epochs=4)
+    whole.fit()
+    trainer(checkpoint=tmp_path / "s.pt").fit()
+    resumed = trainer(max_epochs=4, checkpoint=tmp_path / "s.pt", resume=True, seed=None)
+    resumed.fit()
+    assert resumed.seed == 0
+    assert torch.equal(resumed.model.net[0].weight, whole.model.net[0].weight)

@@ -46,7 +46,10 @@ class Callback:
     `order` places it among the trainer's callbacks; `main_process_only` callbacks (those that
     print, draw or write files) run on rank 0 alone when training is spread over processes.
     A callback that adds figures to the epoch's logs names them in `adds_figures`, so that a
-    monitor of one of them is known to exist when the fit starts.
+    monitor of one of them is known to exist when the fit starts. Its `run_settings()` are
+    part of what defines a run (a sweep's rerun retrains a run whose callbacks changed), and a
+    sweep gives each run its own copy, `for_run(name)`. One that keeps a state across epochs
+    defines `state_dict()` and `load_state_dict(state)`: checkpoints keep it.
 
     >>> class Every100(d2lai.Callback):
     ...     def on_train_batch_end(self, trainer, batch, loss):

@@ -86,6 +86,7 @@ class Checkpoint(Callback):
         if trainer.seed is None:  # not given again: the saved run's (its random state is here)
             ignore += ("seed",)
             self.definition["seed"] = state.get("definition", {}).get("seed")
+            trainer.seed = self.definition["seed"]  # its epochs' orders are drawn from it
         changed = differences(state.get("definition", self.definition), self.definition,
                               ignore=ignore, when="in the checkpoint")
         if changed:

@@ -62,7 +62,8 @@ class DataParallel(Callback):
         trainer.ddp = None  # wrapped afresh at the first batch of each fit, where the model is
 
     def on_train_start(self, trainer, loader) -> None:
-        self.loader = _shard(loader, self.seed + trainer.epoch, trainer.epoch)
+        seed = self.seed if trainer.seed is None else trainer.seed  # a resumed run's, restored
+        self.loader = _shard(loader, seed + trainer.epoch, trainer.epoch)
 
     def on_train_batch_start(self, trainer, batch) -> None:
         if trainer.ddp is None:
@@ -97,12 +98,12 @@ class SeededShuffle(Callback):
     """With a seed, one process draws each epoch's shuffled order as the ranks do under
     torchrun (a generator seeded with the seed and the epoch, not torch's global one), so that
     `python train.py` and `torchrun --nproc_per_node=N train.py` train alike; the trainer adds
-    it."""
+    it (without a seed, or with a loader of another kind, it does nothing)."""
 
     order = 5
 
     def on_train_start(self, trainer, loader) -> None:
-        if isinstance(loader, TensorLoader):
+        if trainer.seed is not None and isinstance(loader, TensorLoader):
             loader.shard(0, 1, trainer.seed + trainer.epoch)
 
 
