@@ -112,6 +112,7 @@ def test_a_resumed_run_keeps_its_csv_rows_and_drops_those_past_its_checkpoint(tm
                 callbacks=[d2lai.CSVLogger(log)]).fit()
     assert csv_epochs(log) == [1, 2, 3, 4]
     assert "dropped the row of epoch 3" in caplog.text
+    assert "going on with" in caplog.text and "from epoch 3" in caplog.text
 
 
 def lrs(**kwargs):

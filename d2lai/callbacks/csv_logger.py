@@ -62,6 +62,7 @@ class CSVLogger(Callback):
         if not rows:
             return
         self.columns, body = rows[0], rows[1:]
+        logger.info("CSVLogger: going on with %s from epoch %d", self.path, epoch)
         at = self.columns.index("epoch") if "epoch" in self.columns and epoch > 1 else None
         late = [r for r in body if at is not None and len(r) > at and r[at].isdigit()
                 and int(r[at]) >= epoch]
