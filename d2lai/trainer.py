@@ -72,7 +72,8 @@ class Trainer:
         checkpoint: save model, optimiser, history and random state there after every epoch.
         resume: go on from `checkpoint` (an error if it does not exist).
         override_opt: resume with another rule than the checkpoint's.
-        seed: seed everything before the first fit (shuffles included).
+        seed: seed everything before the first fit; each epoch's shuffled order is drawn from
+            the seed and the epoch, as the ranks draw it under torchrun.
         callbacks: `d2lai.Callback`s (or one): `EarlyStopping`, `CSVLogger`,
             `TensorBoardLogger`, `LRScheduler`, your own; run in their `order`.
         max_steps: stop after this many optimiser steps (batches) in all.
