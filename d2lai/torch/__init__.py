@@ -12,7 +12,8 @@ recurrent nets, encoder-decoders and attention).
 
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
-attention), `optimization` and `performance`, `hpo` (hyperparameter optimisation), `gan`, `rl`
+attention), `optimization` and `performance`, `vision` (boxes, anchors, detection and
+segmentation data, `train_ch13`), `hpo` (hyperparameter optimisation), `gan`, `rl`
 (reinforcement learning), `plotting`; `utils` holds the function-style
 utilities of the first chapters that the later ones reuse.
 """
@@ -30,6 +31,7 @@ from . import (
     sequences,
     tensors,
     utils,
+    vision,
 )
 from .data import *  # noqa: F403
 from .gan import *  # noqa: F403
@@ -85,7 +87,8 @@ from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
     zeros_like,
 )
 from .utils import *  # noqa: F403
+from .vision import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
            + sequences.__all__ + optimization.__all__ + performance.__all__ + hpo.__all__
-           + gan.__all__ + rl.__all__)
+           + gan.__all__ + rl.__all__ + vision.__all__)
