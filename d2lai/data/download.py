@@ -37,6 +37,15 @@ DATA_HUB: dict[str, tuple[str, str]] = {
                            "585e9cc93e70b39160e7921475f9bcd7d31219ce"),
     "kaggle_house_test": (DATA_URL + "kaggle_house_pred_test.csv",
                           "fa19780a7b011d9b009e8bff8e99922a8ee2eb90"),
+    # computer vision
+    "hotdog": (DATA_URL + "hotdog.zip", "fba480ffa8aa7e0febbb511d181409f899b9baa5"),
+    "banana-detection": (DATA_URL + "banana-detection.zip",
+                         "5de26c8fce5ccdea9f91267273464dc968d20d72"),
+    "voc2012": (DATA_URL + "VOCtrainval_11-May-2012.tar",
+                "4e443f8a2eca6b1dac8a6c57641b67dd40621a49"),
+    "cifar10_tiny": (DATA_URL + "kaggle_cifar10_tiny.zip",
+                     "2068874e4b9a9f0fb07ebe0ad2b29754449ccacd"),
+    "dog_tiny": (DATA_URL + "kaggle_dog_tiny.zip", "0cb91d09b814ecdc07b50f31f8dcad3e81d6a86d"),
 }
 
 _warned: set[tuple[Path, str]] = set()  # (file, SHA-1 of a content said not the book's)
