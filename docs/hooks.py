@@ -308,7 +308,10 @@ _PAGES: dict[str, str] = {}
 
 
 def on_config(config):
-    """Make the API pages and add them to the navigation."""
+    """Make the API pages and add them to the navigation; fetch no script from elsewhere (the
+    offline plugin adds a shim from a CDN for search in a worker under file://)."""
+    polyfills = config.extra.get("polyfills", [])
+    polyfills[:] = [url for url in polyfills if not str(url).startswith(("http:", "https:"))]
     _PAGES.clear()
     _PAGES.update(api_pages())
     nav = config.get("nav") or []
