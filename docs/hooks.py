@@ -258,8 +258,9 @@ def read_runs(path: Path) -> dict[str, dict]:
         if match["ok"]:
             runs[match["ok"]] = {"ok": True, "seconds": int(match["secs"]), "error": ""}
         else:
-            runs[match["fail"]] = {"ok": False, "seconds": int(match["fsecs"]),
-                                   "error": match["error"] or f"exit status {match['rc']}"}
+            error = match["error"] or (f"stopped at the run's time limit, {match['fsecs']} s"
+                                       if match["rc"] == "124" else f"exit status {match['rc']}")
+            runs[match["fail"]] = {"ok": False, "seconds": int(match["fsecs"]), "error": error}
     return runs
 
 

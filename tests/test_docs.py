@@ -201,7 +201,9 @@ def test_the_coverage_table_is_made_from_the_run_logs(tmp_path):
     runs = _write_runs(tmp_path / "runs", [
         "chapter_preliminaries/ndarray.md", "chapter_preliminaries/autograd.md",
         "chapter_builders-guide/use-gpu.md", "chapter_builders-guide/parameters.md",
-        "chapter_builders-guide/lazy-init.md", "chapter_optimization/sgd.md"], {
+        "chapter_builders-guide/lazy-init.md", "chapter_optimization/sgd.md",
+        "chapter_recurrent-modern/lstm.md"], {
+        "chapter_recurrent-modern": "FAIL  recurrent-modern__lstm (rc 124, 900s): \n",
         "chapter_preliminaries": "ok    preliminaries__ndarray (1s)\n"
                                  "ok    preliminaries__autograd (2s)\n"
                                  "book sections: 2 passed, 0 failed\n",
@@ -214,7 +216,9 @@ def test_the_coverage_table_is_made_from_the_run_logs(tmp_path):
     assert rows["Preliminaries"] == ["2", "2", "0", "all run"]
     assert rows["Builders' guide"] == ["3", "1", "1", "see below, 1 not in the log"]
     assert rows["Optimisation"] == ["1", "", "", "not run"]
-    assert rows["**all**"][:2] == ["**6**", "**3**"]
+    assert rows["Modern RNNs"] == ["1", "0", "1", "see below"]
+    assert rows["**all**"][:2] == ["**7**", "**3**"]
+    assert "- `lstm`: stopped at the run's time limit, 900 s" in table  # timeout's rc 124
     assert "- `use-gpu`: RuntimeError: Found no NVIDIA driver" in table
     assert "- a note on the run" in table
 
