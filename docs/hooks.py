@@ -266,7 +266,8 @@ def read_runs(path: Path) -> dict[str, dict]:
 
 def coverage_markdown(runs_dir: Path = RUNS) -> str:
     """The table a chapter a row (sections, ran, failed, not in the log), then the failures
-    and the notes, from every run log in `runs_dir`; the chapters from its sections.txt."""
+    and the logs' notes (each once, with its chapters), from every run log in `runs_dir`;
+    the chapters from its sections.txt."""
     chapters: dict[str, list[str]] = {}
     for line in (runs_dir / "sections.txt").read_text(encoding="utf-8").split():
         folder, _, md = line.partition("/")
@@ -277,7 +278,7 @@ def coverage_markdown(runs_dir: Path = RUNS) -> str:
     if strays:
         raise ValueError(f"book-runs/{strays[0]}.txt is no chapter folder of sections.txt")
     rows = ["| chapter | sections | run unchanged | failed | status |", "|---|---:|---:|---:|---|"]
-    details, total, passed = [], 0, 0
+    details, notes, total, passed = [], {}, 0, 0
     for folder, sections in chapters.items():
         title = TITLES.get(folder, folder.removeprefix("chapter_").replace("-", " ").capitalize())
         total += len(sections)
@@ -293,13 +294,15 @@ def coverage_markdown(runs_dir: Path = RUNS) -> str:
             f"{len(missing)} not in the log" if missing and not failed else \
             f"see below{f', {len(missing)} not in the log' if missing else ''}"
         rows.append(f"| {title} | {len(sections)} | {len(ok)} | {len(failed)} | {status} |")
-        if failed or runs.get("#notes"):
+        if failed:
             details += [f"**{title}.**", ""]
-            details += [f"- `{s.split('__', 1)[1]}`: {runs[s]['error'] or 'failed'}"
-                        for s in failed]
-            details += [f"- {note}" for note in runs.get("#notes", {}).get("notes", [])]
-            details.append("")
+            details += [f"- `{s.split('__', 1)[1]}`: {runs[s]['error']}" for s in failed] + [""]
+        for note in runs.get("#notes", {}).get("notes", []):
+            notes.setdefault(note, []).append(title)
     rows.append(f"| **all** | **{total}** | **{passed}** | | |")
+    if notes:  # each note once, with the chapters whose logs say it
+        details += ["**How they ran.**", ""]
+        details += [f"- {note} ({', '.join(titles)})" for note, titles in notes.items()]
     return "\n".join(rows + [""] + details)
 
 

@@ -220,7 +220,7 @@ def test_the_coverage_table_is_made_from_the_run_logs(tmp_path):
     assert rows["**all**"][:2] == ["**7**", "**3**"]
     assert "- `lstm`: stopped at the run's time limit, 900 s" in table  # timeout's rc 124
     assert "- `use-gpu`: RuntimeError: Found no NVIDIA driver" in table
-    assert "- a note on the run" in table
+    assert "- a note on the run (Builders' guide)" in table
 
 
 @pytest.mark.parametrize("text, problem", [
