@@ -43,6 +43,8 @@ def _modules(package: str) -> list:
 def home(name: str, obj, modules: list) -> str | None:
     """The d2lai module that defines `obj` (public as `name`), or None for an outside object
     (a torch class under an edition's name)."""
+    if inspect.ismodule(obj):  # a library the edition names (d2l.torchvision, d2l.plt)
+        return obj.__name__ if obj.__name__.startswith("d2lai") else None
     module = getattr(obj, "__module__", None) if (inspect.isclass(obj) or callable(obj)) else None
     if module:
         return module if module.startswith("d2lai") else None
@@ -74,6 +76,8 @@ def api_pages() -> dict[str, str]:
 
     def link(name: str, obj, from_module: str) -> str:
         where = home(name, obj, everything)
+        if where is None and inspect.ismodule(obj):
+            return f"the module `{obj.__name__}`"
         if where is None:
             outside = getattr(obj, "__module__", "")
             return f"`{outside}.{getattr(obj, '__qualname__', name)}`" if outside else "outside"
