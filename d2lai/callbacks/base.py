@@ -199,8 +199,8 @@ def by_class(callbacks):
     """(key, callback) for each of `callbacks`, keyed by its class name (and number, for a
     second one of a class: `EarlyStopping#2`): how checkpoints and run definitions name them.
 
-    >>> [key for key, _ in by_class([EarlyStopping(), EarlyStopping(), CSVLogger("log.csv")])]
-    ['EarlyStopping', 'EarlyStopping#2', 'CSVLogger']
+    >>> [key for key, _ in by_class([EarlyStopping(), CSVLogger("a.csv"), EarlyStopping()])]
+    ['EarlyStopping', 'CSVLogger', 'EarlyStopping#2']
     """
     seen: dict[str, int] = {}
     for callback in callbacks:
