@@ -1,9 +1,10 @@
 """What defines a run: everything that changes its numbers, kept with its results and in its
 checkpoints, so that a run is never taken for another one that has the same name or file.
 
-A definition is plain JSON: the model's class, the optimiser rule, the trainer's limits and
-clipping, the seed, and the data (its class, its arguments, the size of each split and a digest
-of its labels). `differences` says, setting by setting, how two definitions differ.
+A definition is plain JSON: the model's class, the optimiser rule, the trainer's limits,
+clipping, precision and compilation, the seed, and the data (its class, its arguments, the size
+of each split and a digest of its labels). `differences` says, setting by setting, how two
+definitions differ.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run_definition(trainer, settings: dict | None = None) -> dict:
         "model": type(trainer.model).__name__,
         "opt": describe_opt(rule),
         "trainer": {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
-                    "gradient_clip_val": trainer.grad_clip_val},
+                    "gradient_clip_val": trainer.grad_clip_val, **trainer.amp.definition()},
         "seed": trainer.seed,
         "data": data_definition(trainer.data),
     }
@@ -58,6 +59,10 @@ def data_definition(data) -> dict:
     return definition
 
 
+# What a definition written before a setting existed means by its absence.
+ABSENT = {"precision": "32", "compile": False}
+
+
 def differences(before: dict, now: dict, ignore: tuple[str, ...] = (), prefix: str = "",
                 when: str = "") -> list[str]:
     """'name was A, is B now' for each setting that differs (nested names dotted, the trainer's
@@ -67,7 +72,7 @@ def differences(before: dict, now: dict, ignore: tuple[str, ...] = (), prefix: s
         name = key if prefix in ("", "trainer.", "settings.") else f"{prefix}{key}"
         if f"{prefix}{key}" in ignore:
             continue
-        a, b = before.get(key), now.get(key)
+        a, b = before.get(key, ABSENT.get(key)), now.get(key, ABSENT.get(key))
         if isinstance(a, dict) and isinstance(b, dict) and key != "opt":
             found += differences(a, b, ignore, f"{prefix}{key}.", when)
         elif a != b:
