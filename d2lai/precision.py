@@ -142,6 +142,8 @@ class Precision(Callback):
             except Exception as err:  # torch's compiler stack raises many kinds
                 out = step(batch)
                 self.fell_back = True
+                while (inner := getattr(err, "inner_exception", None) or err.__cause__):
+                    err = inner  # the compiler's own error, not the wrapping of it
                 reason = (str(err).strip().splitlines() or [""])[0][:300]
                 logger.warning("torch.compile failed on the %s step (%s: %s): the steps run "
                                "eagerly", kind, type(err).__name__, reason)
