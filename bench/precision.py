@@ -32,6 +32,7 @@ The validation figures are d2lai's after the same epochs in every mode.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -135,7 +136,7 @@ def fra_eng(args, tmp):
         from d2lai.testing import write_fake_fra_eng
 
         root = tmp / "pairs"
-        write_fake_fra_eng(root, num_pairs=args.pairs + args.pairs // 4)
+        write_fake_fra_eng(root)  # its 810 pairs
     return d2lai.MTFraEng(128, num_steps=9, num_train=args.pairs, num_val=args.pairs // 4,
                           root=root)
 
@@ -376,12 +377,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-val", type=positive, default=2048, help="validation images")
     p.add_argument("--lm-windows", type=positive, default=10240,
                    help="windows of 32 characters of the Time Machine to train on")
-    p.add_argument("--pairs", type=positive, default=4096, help="sentence pairs to train on")
+    p.add_argument("--pairs", type=positive, default=640,
+                   help="sentence pairs to train on (at most 648 of the generated 810)")
     p.add_argument("--threads", type=positive, help="torch threads (default: torch's own)")
     p.add_argument("--data-root", help="the data sets' folder (default $D2LAI_DATA)")
     p.add_argument("--verbose", action="store_true", help="d2lai's epoch lines and bars")
     p.add_argument("--quick", action="store_true",
                    help="small generated data, to check the script (not a measurement)")
+    p.add_argument("--update", action="store_true",
+                   help="add to (or replace in) the figures of --json, not start afresh")
     add_json(p, "precision")
     args = p.parse_args(argv)
     args.workloads = _names(p, "--workloads", args.workloads, WORKLOADS)
@@ -404,13 +408,16 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     report = {"machine": machine(torch.device("cpu")), "cpu": cpu_model(),
               "args": {k: v for k, v in vars(args).items() if k != "json"}, "workloads": {}}
+    if args.update and Path(args.json).exists():  # the workloads and modes measured before
+        report["workloads"] = json.loads(Path(args.json).read_text())["workloads"]
     eager = [m for m in args.modes if not MODES[m][1]]
     compiled = [m for m in args.modes if MODES[m][1]]
     with tempfile.TemporaryDirectory() as tmp:  # every workload eager first, then compiled
         for modes in (eager, compiled):
             for name in args.workloads:
                 if modes:
-                    done = report["workloads"].get(name, {"modes": {}})["modes"]
+                    done = {m: r for m, r in report["workloads"].get(name, {"modes": {}})[
+                        "modes"].items() if m not in modes}
                     report["workloads"][name] = bench_workload(name, args, Path(tmp), modes,
                                                                done)
                     write_json(args.json, report)  # a run cut short keeps what it measured

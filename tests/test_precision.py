@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from conftest import TinyClassifier
+from conftest import FailAt, TinyClassifier
 from torch import nn
 
 import d2lai
@@ -177,6 +177,19 @@ def test_float16_gradients_that_overflow_are_skipped_by_the_scaler_and_said(
     assert any(not torch.equal(p, before[k]) for k, p in model.named_parameters())  # it trains
 
 
+@pytest.mark.parametrize("precision", ["bf16", "16"])
+def test_a_non_finite_loss_under_mixed_precision_still_rolls_back_as_divergence(
+        tiny_data, float16_on_cpu, precision):
+    d2lai.seed(0)
+    model = FailAt(epoch=2, batch=3, batches_per_epoch=len(tiny_data.train_dataloader()))
+    trainer, model, metrics = fit(tiny_data, model, max_epochs=3, precision=precision)
+    assert metrics.diverged and metrics.epochs == 1
+    d2lai.seed(0)
+    after_one = fit(tiny_data, TinyClassifier(), max_epochs=1, precision=precision)[1]
+    for k, v in model.state_dict().items():  # as it was after epoch 1
+        assert torch.equal(v, after_one.state_dict()[k]), k
+
+
 class GradNorms(d2lai.Callback):
     """The global norm of the gradients the optimiser stepped with (finite ones)."""
 
@@ -310,3 +323,16 @@ def test_every_chapters_cli_takes_precision_and_refuses_float16_on_the_cpu(fashi
                       "--num-train", "64", "--num-val", "32", "--epochs", "1",
                       "--out", str(tmp_path)])
     assert not list(tmp_path.glob("*-history.json"))
+
+
+def test_a_softmax_head_in_bfloat16_is_still_read_as_probabilities():
+    from d2lai.models.classifier import guess_head
+
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        p = nn.Softmax(dim=1)(nn.Linear(20, 10)(torch.randn(256, 20) * 3))
+    assert p.dtype == torch.bfloat16
+    assert float((p.double().sum(-1) - 1).abs().max()) > 1e-3  # beyond float32's tolerance
+    assert guess_head(p) == "probabilities"
+    assert guess_head(p.float() * 1.5) == "logits"  # a sum of 1.5 is no rounding
+    assert guess_head(torch.log(p.double()).to(torch.bfloat16)) == "log_probabilities"
