@@ -329,7 +329,7 @@ def test_a_softmax_head_in_bfloat16_is_still_read_as_probabilities():
     from d2lai.models.classifier import guess_head
 
     torch.manual_seed(0)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         p = nn.Softmax(dim=1)(nn.Linear(20, 10)(torch.randn(256, 20) * 3))
     assert p.dtype == torch.bfloat16
     assert float((p.double().sum(-1) - 1).abs().max()) > 1e-3  # beyond float32's tolerance
