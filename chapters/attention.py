@@ -36,6 +36,7 @@ from chapters.cli import (
     load_data,
     positive_int,
     run,
+    speed,
     text_flags,
     write_or_say,
 )
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             raise SystemExit(f"error: --num-hiddens {args.num_hiddens}: {err}") from None
         lr, epochs = args.lr or lr, args.epochs or epochs
         trainer = Trainer(model, data, Adam(lr), max_epochs=epochs, gpu=not args.cpu,
-                          gradient_clip_val=args.clip, board_path=out / f"{name}-board.png")
+                          gradient_clip_val=args.clip, board_path=out / f"{name}-board.png",
+                          **speed(args))
         print(f"\n{name}: {sum(p.numel() for p in model.parameters())} parameters, {epochs} "
               f"epochs of Adam({lr}), batch {data.batchsize} x {data.num_steps} tokens, "
               f"vocabularies of {len(data.src_vocab)} and {len(data.tgt_vocab)}")
