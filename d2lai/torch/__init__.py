@@ -12,13 +12,25 @@ recurrent nets, encoder-decoders and attention).
 
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
-attention), `optimization` and `performance`, `plotting`; `utils` holds the function-style
+attention), `optimization` and `performance`, `nlp` (word2vec, embeddings, BERT, sentiment,
+inference), `plotting`; `utils` holds the function-style
 utilities of the first chapters that the later ones reuse.
 """
 
-from . import data, models, optimization, performance, plotting, sequences, tensors, utils
+from . import data, models, nlp, optimization, performance, plotting, sequences, tensors, utils
 from .data import *  # noqa: F403
 from .models import *  # noqa: F403
+from .nlp import *  # noqa: F403
+from .nlp import (  # noqa: F401 (the book's helpers of BERT's data, reached as d2l._name)
+    _get_batch_loss_bert,
+    _get_mlm_data_from_tokens,
+    _get_next_sentence,
+    _get_nsp_data_from_paragraph,
+    _pad_bert_inputs,
+    _read_wiki,
+    _replace_mlm_tokens,
+    _WikiTextDataset,
+)
 from .optimization import *  # noqa: F403
 from .performance import *  # noqa: F403
 from .plotting import *  # noqa: F403
@@ -70,4 +82,4 @@ from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
 from .utils import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
-           + sequences.__all__ + optimization.__all__ + performance.__all__)
+           + sequences.__all__ + optimization.__all__ + performance.__all__ + nlp.__all__)
