@@ -4,6 +4,7 @@ benchmarks and quick runs on machines without the real files."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import random
 import re
@@ -235,6 +236,13 @@ def _nlp_words() -> list[str]:
     return list(dict.fromkeys(words))
 
 
+def _made_up_words(n: int) -> list[str]:
+    """`n` distinct made-up words of two to four syllables ('kalo', 'renvosha', ...)."""
+    syl = ["ka", "lo", "mi", "ren", "tas", "vo", "pel", "dun", "sha", "gri", "bo", "zet"]
+    words = ("".join(p) for k in (2, 3, 4) for p in itertools.product(syl, repeat=k))
+    return list(itertools.islice(words, n))
+
+
 def _hub_file(name: str) -> str:
     from .data.download import DATA_HUB
 
@@ -249,10 +257,7 @@ def write_fake_ptb(root: str | os.PathLike, num_lines: int = 5000, seed: int = 0
     drops most of the frequent ones and `load_data_ptb`'s vocabulary (10 times or more) keeps
     a few hundred. Returns the zip's path."""
     rng = random.Random(seed)
-    syllables = ["ka", "lo", "mi", "ren", "tas", "vo", "pel", "dun", "sha", "gri", "bo", "zet"]
-    made_up = [a + b for a in syllables for b in syllables]
-    made_up += [a + b + c for a in syllables[:4] for b in syllables for c in syllables]
-    words = _FILLER + ["N", "<unk>"] + _nlp_words() + made_up
+    words = _FILLER + ["N", "<unk>"] + _nlp_words() + _made_up_words(720)
     words = list(dict.fromkeys(words))
     weights = [1 / (k + 1) for k in range(len(words))]
 
@@ -299,18 +304,23 @@ def write_fake_wikitext2(root: str | os.PathLike, num_paragraphs: int = 400,
 
 
 def write_fake_embedding(root: str | os.PathLike, name: str = "glove.6b.50d",
-                         seed: int = 0) -> Path:
+                         num_words: int = 3400, seed: int = 0) -> Path:
     """Write a stand-in for pretrained word vectors as the `DATA_HUB` archive `name`
     ('glove.6b.50d', 'glove.6b.100d', 'glove.42b.300d', 'wiki.en') holding FOLDER/vec.txt,
     'word x1 ... xd' a line (fastText's 'wiki.en' with its 'count size' first line). The
     vectors cover the words of the other NLP stand-ins; man : woman = son : daughter and
-    three more analogies hold, and 'chip', 'baby', 'beautiful' have near neighbours. Returns
-    the zip's path."""
+    three more analogies hold, and 'chip', 'baby', 'beautiful' have near neighbours. Made-up
+    words fill it up to `num_words`, 'beautiful' at index 3367 as in GloVe (the book looks it
+    up there) when there are that many. Returns the zip's path."""
     dims = {"glove.6b.50d": 50, "glove.6b.100d": 100, "glove.42b.300d": 300, "wiki.en": 300}
     if name not in dims:
         raise ValueError(f"name must be one of {', '.join(dims)}, got {name!r}")
     rng = np.random.default_rng(seed)
     words, dim = _nlp_words(), dims[name]
+    words += _made_up_words(max(0, num_words - len(words)))
+    if len(words) >= 3367:  # index 3367 after '<unk>', as in GloVe 6B
+        words.remove("beautiful")
+        words.insert(3366, "beautiful")
     vecs = {w: rng.normal(0, 1, dim) for w in words}
     for a, b, c, d in _ANALOGIES:
         vecs[d] = vecs[c] + vecs[b] - vecs[a] + rng.normal(0, 0.05, dim)

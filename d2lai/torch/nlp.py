@@ -481,12 +481,14 @@ def load_data_wiki(batch_size: int, max_len: int):
 
 def _get_batch_loss_bert(net, loss, vocab_size, tokens_X, segments_X, valid_lens_x,
                          pred_positions_X, mlm_weights_X, mlm_Y, nsp_y):
-    """(MLM loss, NSP loss, their sum) of a pretraining batch; `loss` unreduced
-    cross-entropy, the MLM loss averaged over the real (weight 1) predictions."""
+    """(MLM loss, NSP loss, their sum) of a pretraining batch. With an unreduced `loss` the
+    MLM loss is the mean over the real (weight 1) predictions; with the book's mean-reduced
+    `nn.CrossEntropyLoss()` it is, as in the book, the mean over all prediction slots."""
     _, mlm_Y_hat, nsp_Y_hat = net(tokens_X, segments_X, valid_lens_x.reshape(-1),
                                   pred_positions_X)
+    # weights (N * P,): the book's (N * P, 1) would broadcast an unreduced loss to a square
     mlm_l = loss(mlm_Y_hat.reshape(-1, vocab_size), mlm_Y.reshape(-1)) \
-        * mlm_weights_X.reshape(-1, 1)
+        * mlm_weights_X.reshape(-1)
     mlm_l = mlm_l.sum() / (mlm_weights_X.sum() + 1e-8)
     nsp_l = loss(nsp_Y_hat, nsp_y)
     return mlm_l, nsp_l, mlm_l + nsp_l
