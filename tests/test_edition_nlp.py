@@ -328,6 +328,19 @@ def test_imdb_reads_reviews_and_pads_them(root):
         d2l.read_imdb(root, True)
 
 
+def test_load_data_imdb_without_reviews_says_so(root):
+    import tarfile
+
+    with tarfile.open(root / "aclImdb_v1.tar.gz", "w:gz") as t:
+        for split in ("train", "test"):
+            for label in ("pos", "neg"):
+                info = tarfile.TarInfo(f"aclImdb/{split}/{label}")
+                info.type = tarfile.DIRTYPE
+                t.addfile(info)
+    with pytest.raises(ValueError, match="holds no reviews"):
+        d2l.load_data_imdb(8)
+
+
 # --- natural language inference ------------------------------------------------------------------
 
 def test_snli_reads_gold_pairs_and_batches_them(root, capsys):

@@ -518,6 +518,7 @@ def load_data_imdb(batch_size: int, num_steps: int = 500):
     0 negative."""
     from .data import load_array
 
+    num_steps = positive_int("num_steps", num_steps)
     data_dir = _folder("aclImdb", "aclImdb")
     train_data, test_data = read_imdb(data_dir, True), read_imdb(data_dir, False)
     train_tokens, test_tokens = tokenize(train_data[0]), tokenize(test_data[0])
@@ -525,8 +526,11 @@ def load_data_imdb(batch_size: int, num_steps: int = 500):
 
     def features(lines):
         return torch.tensor([truncate_pad(vocab[line], num_steps, vocab["<pad>"])
-                             for line in lines], dtype=torch.long).reshape(len(lines), -1)
+                             for line in lines], dtype=torch.long).reshape(len(lines), num_steps)
 
+    if not train_data[0]:
+        raise ValueError(f"{data_dir}/train holds no reviews (pos/*.txt, neg/*.txt): is it the "
+                         f"book's aclImdb folder?")
     train_iter = load_array((features(train_tokens), torch.tensor(train_data[1])), batch_size)
     test_iter = load_array((features(test_tokens), torch.tensor(test_data[1])), batch_size,
                            is_train=False)
@@ -583,7 +587,8 @@ class SNLIDataset(torch.utils.data.Dataset):
     def _pad(self, lines):
         pad = self.vocab["<pad>"]
         return torch.tensor([truncate_pad(self.vocab[line], self.num_steps, pad)
-                             for line in lines], dtype=torch.long).reshape(len(lines), -1)
+                             for line in lines], dtype=torch.long).reshape(len(lines),
+                                                                           self.num_steps)
 
     def __getitem__(self, idx):
         return (self.premises[idx], self.hypotheses[idx]), self.labels[idx]
@@ -661,9 +666,10 @@ def tokenize_nmt(text: str, num_examples: int | None = None):
 def build_array_nmt(lines, vocab: Vocab, num_steps: int):
     """(indices (N, num_steps), valid lengths (N,)): each line's indices ended by '<eos>', cut
     or padded with '<pad>'; the valid length counts the tokens that are not '<pad>'."""
+    num_steps = positive_int("num_steps", num_steps)
     pad, eos = vocab["<pad>"], vocab["<eos>"]
     array = torch.tensor([truncate_pad(vocab[line] + [eos], num_steps, pad) for line in lines],
-                         dtype=torch.long).reshape(len(lines), -1)
+                         dtype=torch.long).reshape(len(lines), num_steps)
     return array, (array != pad).type(torch.int32).sum(1)
 
 
