@@ -391,7 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rnn-num-val", type=positive, default=5000, help="validation windows")
     p.add_argument("--sentiment-epochs", type=positive, default=1,
                    help="epochs of the sentiment RNN")
-    p.add_argument("--imdb-reviews", type=positive, default=1000,
+    p.add_argument("--imdb-reviews", type=positive, default=500,
                    help="reviews in each split of the generated IMDb stand-in")
     p.add_argument("--num-images", type=positive, default=60000,
                    help="training images generated when no Fashion-MNIST is given")

@@ -338,7 +338,7 @@ def write_fake_embedding(root: str | os.PathLike, name: str = "glove.6b.50d",
     return path
 
 
-def write_fake_imdb(root: str | os.PathLike, num_train: int = 1000, num_test: int = 1000,
+def write_fake_imdb(root: str | os.PathLike, num_train: int = 250, num_test: int = 250,
                     seed: int = 0) -> Path:
     """Write a stand-in for the IMDb reviews as root/aclImdb_v1.tar.gz holding
     aclImdb/{train,test}/{pos,neg}/ID_RATING.txt, half of each split positive. A positive
