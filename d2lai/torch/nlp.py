@@ -17,6 +17,7 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -226,21 +227,26 @@ class TokenEmbedding:
 
     def _load_embedding(self, embedding_name: str):
         path = _need(_folder(embedding_name) / "vec.txt", embedding_name)
-        idx_to_token, rows = ["<unk>"], []
+        idx_to_token, rows, dim = ["<unk>"], [], None
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
-                elems = line.rstrip().split(" ")
-                if len(elems) <= 2:  # fastText's first line: the number of words, the size
+                token, _, numbers = line.rstrip().partition(" ")
+                size = numbers.count(" ") + 1
+                if size <= 1:  # fastText's first line: the number of words, the size
                     continue
-                if rows and len(elems) - 1 != len(rows[0]):
-                    raise ValueError(f"{path}, line {n}: {len(elems) - 1} numbers after "
-                                     f"{elems[0]!r}, but the vectors above have {len(rows[0])}")
-                idx_to_token.append(elems[0])
-                rows.append(elems[1:])
+                if dim is not None and size != dim:
+                    raise ValueError(f"{path}, line {n}: {size} numbers after {token!r}, but "
+                                     f"the vectors above have {dim}")
+                dim = size
+                idx_to_token.append(token)
+                rows.append(numbers)
         if not rows:
             raise ValueError(f"{path} holds no word vectors (lines 'word x1 x2 ...')")
-        vecs = torch.tensor([[float(x) for x in row] for row in rows], dtype=torch.float32)
-        return idx_to_token, torch.cat([torch.zeros(1, vecs.shape[1]), vecs])
+        vecs = np.fromstring(" ".join(rows), dtype=np.float32, sep=" ")  # parsed in C
+        if vecs.size != len(rows) * dim:
+            raise ValueError(f"{path} holds a word vector with a number that is not one")
+        vecs = vecs.reshape(len(rows), dim)
+        return idx_to_token, torch.cat([torch.zeros(1, dim), torch.from_numpy(vecs)])
 
     def __getitem__(self, tokens):
         if isinstance(tokens, str):
