@@ -177,6 +177,10 @@ def test_token_embedding_says_which_file_is_wrong(root):
         z.writestr("glove.6B.50d/vec.txt", "a 1 2 3\nb 1 2\n")
     with pytest.raises(ValueError, match="line 2: 2 numbers after 'b'"):
         d2l.TokenEmbedding("glove.6b.50d")
+    with zipfile.ZipFile(root / "wiki.en.zip", "w") as z:
+        z.writestr("wiki.en/vec.txt", "2 3\na 1 2 3\nb 1 x 3\n")
+    with pytest.raises(ValueError, match="something other than numbers"):
+        d2l.TokenEmbedding("wiki.en")
 
 
 # --- BERT ----------------------------------------------------------------------------------------

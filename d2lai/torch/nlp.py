@@ -242,9 +242,13 @@ class TokenEmbedding:
                 rows.append(numbers)
         if not rows:
             raise ValueError(f"{path} holds no word vectors (lines 'word x1 x2 ...')")
-        vecs = np.fromstring(" ".join(rows), dtype=np.float32, sep=" ")  # parsed in C
+        try:
+            vecs = np.fromstring(" ".join(rows), dtype=np.float32, sep=" ")  # parsed in C
+        except ValueError:
+            vecs = np.zeros(0)
         if vecs.size != len(rows) * dim:
-            raise ValueError(f"{path} holds a word vector with a number that is not one")
+            raise ValueError(f"{path} holds a word vector with something other than numbers "
+                             f"after its word: is it the book's file?")
         vecs = vecs.reshape(len(rows), dim)
         return idx_to_token, torch.cat([torch.zeros(1, dim), torch.from_numpy(vecs)])
 
