@@ -12,12 +12,24 @@ recurrent nets, encoder-decoders and attention).
 
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
-attention), `optimization` and `performance`, `nlp` (word2vec, embeddings, BERT, sentiment,
-inference), `plotting`; `utils` holds the function-style
-utilities of the first chapters that the later ones reuse.
+attention), `optimization` and `performance`, `vision` (boxes, anchors, detection and
+segmentation data, `train_ch13`), `nlp` (word2vec, embeddings, BERT, sentiment, inference),
+`plotting`; `utils` holds the function-style utilities of the first chapters that the later
+ones reuse.
 """
 
-from . import data, models, nlp, optimization, performance, plotting, sequences, tensors, utils
+from . import (
+    data,
+    models,
+    nlp,
+    optimization,
+    performance,
+    plotting,
+    sequences,
+    tensors,
+    utils,
+    vision,
+)
 from .data import *  # noqa: F403
 from .models import *  # noqa: F403
 from .nlp import *  # noqa: F403
@@ -80,6 +92,8 @@ from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
     zeros_like,
 )
 from .utils import *  # noqa: F403
+from .vision import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
-           + sequences.__all__ + optimization.__all__ + performance.__all__ + nlp.__all__)
+           + sequences.__all__ + optimization.__all__ + performance.__all__ + vision.__all__
+           + nlp.__all__)
