@@ -1,6 +1,9 @@
-"""The Julia package's helpers around `fit`, which d2lai's `Trainer` does inside itself: given
-under their Julia names so that the book's calls run (`construct_nt_args`, `to_gpu`,
-`prepare_data`, `prepare_model`, `draw_metrics`, `AbstractTrainer`).
+"""The Julia package's face where it differs from the PyTorch edition's: the helpers around
+`fit` that d2lai's `Trainer` does inside itself, under their Julia names (`construct_nt_args`,
+`to_gpu`, `prepare_data`, `prepare_model`, `draw_metrics`, `draw(trainer, ...)`,
+`AbstractTrainer`), and the attention layers and encoder-decoder with the Julia package's
+constructors and return values (weights with the output, encoder states as a list), over the
+same core models as `d2lai.torch`.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ from torch import nn
 from .board import ProgressBoard, draw
 from .data.base import train_dataloader, val_dataloader
 from .device import get_device
+from .models import attention as _attention
+from .models import seq2seq as _seq2seq
 from .trainer import Trainer
 
 __all__ = ["AbstractTrainer", "construct_nt_args", "to_gpu", "prepare_data", "prepare_model",
-           "draw_metrics"]
+           "draw_metrics", "DotProductAttention", "AdditiveAttention", "MultiHeadedAttention",
+           "Seq2SeqEncoder", "Seq2SeqDecoder", "Seq2SeqAttentionDecoder", "show_heatmaps"]
 
 
 class AbstractTrainer(abc.ABC):
@@ -92,3 +98,116 @@ def draw_metrics(model: nn.Module, epoch: int, trainer, metrics) -> dict[str, fl
     for name, value in logs.items():
         draw(board, epoch, value, name)
     return logs
+
+
+# --- attention and encoder-decoders with the Julia package's constructors and returns --------
+
+class DotProductAttention(_attention.DotProductAttention):
+    """`DotProductAttention(dropout, args)` as the Julia package builds it (`dropout` a rate or
+    an `nn.Dropout`); a call returns `(output (N, Q, v), weights (N, Q, K))`."""
+
+    def __init__(self, dropout: float | nn.Dropout = 0.0, args=None):
+        super().__init__(dropout.p if isinstance(dropout, nn.Dropout) else dropout)
+        self.args = SimpleNamespace() if args is None else args
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        output = super().forward(queries, keys, values, valid_lens)
+        return output, self.attention_weights
+
+
+class AdditiveAttention(_attention.AdditiveAttention):
+    """`AdditiveAttention(k_d, q_d, v_d, num_hiddens, dropout)` as the Julia package builds it;
+    a call returns `(output (N, Q, v), weights (N, Q, K))`."""
+
+    def __init__(self, k_d: int, q_d: int, v_d: int, num_hiddens: int, dropout: float = 0.0):
+        super().__init__(num_hiddens, dropout, query_size=q_d, key_size=k_d)
+        self.args = SimpleNamespace(k_d=k_d, q_d=q_d, v_d=v_d, num_hiddens=num_hiddens)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        output = super().forward(queries, keys, values, valid_lens)
+        return output, self.attention_weights
+
+
+class MultiHeadedAttention(_attention.MultiHeadedAttention):
+    """`MultiHeadedAttention(num_hiddens, num_heads, dropout; bias=false)`; a call returns
+    `(output (N, Q, num_hiddens), weights (N * num_heads, Q, K))`, heads fastest as the Julia
+    package lays them out."""
+
+    def __init__(self, num_hiddens: int, num_heads: int, dropout: float = 0.0,
+                 bias: bool = False, **sizes):
+        super().__init__(num_hiddens, num_heads, dropout, bias, **sizes)
+        self.args = SimpleNamespace(num_hiddens=num_hiddens, num_heads=num_heads,
+                                    dropout=dropout)
+
+    def forward(self, queries, keys, values, valid_lens=None):
+        output = super().forward(queries, keys, values, valid_lens)
+        return output, self.attention_weights
+
+
+class Seq2SeqEncoder(_seq2seq.Seq2SeqEncoder):
+    """The RNN encoder as the Julia package's: source tokens (N, T) in, the top layer's
+    outputs batch first (N, T, num_hiddens) and the list of each layer's state (N,
+    num_hiddens) out."""
+
+    def forward(self, X, *args):
+        outputs, state = super().forward(X, *args)  # (T, N, h), (layers, N, h)
+        return outputs.transpose(0, 1), list(state.unbind(0))
+
+
+class Seq2SeqAttentionDecoder(_seq2seq.Seq2SeqAttentionDecoder):
+    """The decoder with additive attention as the Julia text writes it: its state is
+    `(enc_outputs (N, T_src, h), [each layer's state (N, h)], enc_valid_lens)`, the query the
+    last state of the list, the step's input its embedding then the context; a decoder of
+    fewer layers than the encoder starts from the encoder's first layers' states, as the
+    text's does. A call returns `(output (N, T, V), state)`, and the attention weights of each
+    step third with `return_attention_wts=True`."""
+
+    def init_state(self, enc_all_outputs, enc_valid_lens=None):
+        outputs, hidden_state = enc_all_outputs
+        return outputs, hidden_state, enc_valid_lens
+
+    def forward(self, X, state, return_attention_wts: bool = False):
+        X = _seq2seq._tokens(X, self.vocab_size, "target")
+        enc_outputs, hidden_state, enc_valid_lens = state
+        if not (isinstance(enc_outputs, torch.Tensor) and enc_outputs.ndim == 3
+                and isinstance(hidden_state, (list, tuple))):
+            raise ValueError("Seq2SeqAttentionDecoder takes the state (enc_outputs (N, T, h), "
+                             "[state of each layer (N, h)], enc_valid_lens) that "
+                             "init_state(decoder, encoder(X, valid_lens), valid_lens) makes from "
+                             "d2lai.Seq2SeqEncoder's outputs")
+        hidden_state, layers = list(hidden_state), self.rnn.num_layers
+        outputs, self._attention_weights = [], []
+        for x in self.embedding(X).unbind(1):  # x: (N, embed_size)
+            query = hidden_state[-1].unsqueeze(1)  # (N, 1, h)
+            context = _attention.AdditiveAttention.forward(
+                self.attention, query, enc_outputs, enc_outputs, enc_valid_lens)  # (N, 1, h)
+            self._attention_weights.append(self.attention.attention_weights)
+            x = torch.cat((x.unsqueeze(1), context), dim=-1)  # (N, 1, embed_size + h)
+            out, H = self.rnn(x.transpose(0, 1), torch.stack(hidden_state[:layers]))
+            hidden_state = list(H.unbind(0))
+            outputs.append(out)  # (1, N, h)
+        output = self.dense(torch.cat(outputs, dim=0)).transpose(0, 1)  # (N, T, V)
+        state = (enc_outputs, hidden_state, enc_valid_lens)
+        return (output, state, self._attention_weights) if return_attention_wts \
+            else (output, state)
+
+
+def show_heatmaps(matrices, xlabel: str, ylabel: str, titles=None, **kwargs):
+    """The Julia `show_heatmaps(matrices, xlabel, ylabel, titles)`: each matrix (Q, K) drawn
+    as the text draws its (K, Q) one, queries along x and keys along y."""
+    matrices = torch.as_tensor(matrices.detach().cpu() if isinstance(matrices, torch.Tensor)
+                               else matrices)
+    if matrices.ndim != 4:
+        raise ValueError(f"matrices must be 4-D (rows, cols, queries, keys), got shape "
+                         f"{tuple(matrices.shape)}: reshape e.g. one matrix W to W[None, None]")
+    return _attention.show_heatmaps(matrices.transpose(-1, -2), xlabel, ylabel, titles,
+                                    **kwargs)
+
+
+class Seq2SeqDecoder(_seq2seq.Seq2SeqDecoder):
+    """The plain RNN decoder over `d2lai.Seq2SeqEncoder`'s batch-first outputs and list of
+    states (the context: the encoder's last output)."""
+
+    def init_state(self, enc_all_outputs, *args):
+        outputs, state = enc_all_outputs  # (N, T, h), [(N, h) a layer]
+        return outputs.transpose(0, 1), torch.stack(list(state))

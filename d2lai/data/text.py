@@ -209,10 +209,10 @@ class MTFraEng(AbstractData):
 
     Every pair of `fra-eng/fra.txt` (from `fra-eng.zip` in the data folder; the vocabularies
     come from the whole file, as in both editions; the first `num_train` pairs train, the next
-    `num_val` validate) is lower-cased, split into words and punctuation, ended by '<eos>', cut or padded
-    with '<pad>' to `num_steps`; targets start with '<bos>'. Both vocabularies keep tokens seen
-    at least twice (the book's min_freq=2), and always hold '<pad>' and '<eos>' ('<bos>' too on
-    the target side), so a tiny file still pads with '<pad>' and not '<unk>'.
+    `num_val` validate) is lower-cased, split into words and punctuation, ended by '<eos>', cut
+    or padded with '<pad>' to `num_steps`; targets start with '<bos>'. Both vocabularies keep
+    tokens seen at least twice (the book's min_freq=2), and always hold '<pad>' and '<eos>'
+    ('<bos>' too on the target side), so a tiny file still pads with '<pad>' and not '<unk>'.
     """
 
     def __init__(self, batchsize: int | None = None, num_steps: int = 9, num_train: int = 512,

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "Weights", "registered", "forward", "loss", "training_step",
-           "validation_step"]
+__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "Weights", "registered", "forward",
+           "loss", "training_step", "validation_step"]
 
 
 class AbstractModel(nn.Module):
