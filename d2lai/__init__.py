@@ -1,6 +1,6 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
-from .board import ProgressBoard, draw, save_gif, save_plot
+from .board import ProgressBoard, save_gif, save_plot
 from .callbacks import Callback, CSVLogger, EarlyStopping, LRScheduler, TensorBoardLogger
 from .callbacks.epoch_log import show_logs
 from .data import (
@@ -35,7 +35,10 @@ from .julia import (  # the Julia face: attention and encoder-decoders as the pa
     Seq2SeqAttentionDecoder,
     Seq2SeqDecoder,
     Seq2SeqEncoder,
+    _download,
+    configure_optimizers,
     construct_nt_args,
+    draw,
     draw_metrics,
     prepare_data,
     prepare_model,
@@ -130,6 +133,8 @@ __all__ = [
     "Callback",
     "clip_gradients",
     "concat_channels",
+    "configure_optimizers",
+    "_download",
     "construct_nt_args",
     "corr2d",
     "CSVLogger",

@@ -144,9 +144,11 @@ def trainable(model, data, opt, custom_loop: bool) -> None:
 
 OWN_EPOCH = """\
 {where}: the Julia text's own fit_epoch(model, opt; train_dataloader, val_dataloader,
-gradient_clip_val). d2lai.Trainer runs its own epoch and would ignore it, so it is refused.
-In Python the epoch is a method of the trainer: write it in a subclass, where the text's
-arguments are self.model, self.optimizer (the rule bound to the model) or self.opt (the opt
+gradient_clip_val). d2lai.Trainer would ignore a function assigned so, so it is refused.
+Write it as a method of the model's class, fit_epoch(self, opt, train_dataloader=None,
+val_dataloader=None, gradient_clip_val=0.0), returning the text's losses (the trainer runs
+it each epoch, as Julia dispatches on the model), or as a method of a Trainer subclass,
+where the text's arguments are self.model, self.optimizer (the rule bound to the model) or self.opt (the opt
 given), self.data.train_dataloader(), self.data.val_dataloader() and self.gradient_clip_val:
 
     class MyTrainer(d2lai.Trainer):
@@ -163,13 +165,11 @@ given), self.data.train_dataloader(), self.data.val_dataloader() and self.gradie
 
 
 def own_epoch(model) -> None:
-    """Refuse an epoch written the Julia text's way, as a function of the model (a method of
-    its class, or `d2lai.fit_epoch = ...`), which the trainer would silently ignore."""
+    """Refuse an epoch assigned to `d2lai.fit_epoch`, which the trainer would silently ignore
+    (a `fit_epoch` method of the model's class is the Julia text's, and runs)."""
     import sys
 
-    if callable(getattr(type(model), "fit_epoch", None)):
-        where = f"{type(model).__name__} defines fit_epoch"
-    elif "fit_epoch" in vars(sys.modules[__package__]):
+    if "fit_epoch" in vars(sys.modules[__package__]):
         where = "d2lai.fit_epoch was assigned"
     else:
         return

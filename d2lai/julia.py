@@ -9,13 +9,15 @@ same core models as `d2lai.torch`.
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from types import SimpleNamespace
 
 import torch
 from torch import nn
 
-from .board import ProgressBoard, draw
+from .board import ProgressBoard
+from .board import draw as _board_draw
 from .data.base import train_dataloader, val_dataloader
 from .device import get_device
 from .models import attention as _attention
@@ -24,7 +26,8 @@ from .trainer import Trainer
 
 __all__ = ["AbstractTrainer", "construct_nt_args", "to_gpu", "prepare_data", "prepare_model",
            "draw_metrics", "DotProductAttention", "AdditiveAttention", "MultiHeadedAttention",
-           "Seq2SeqEncoder", "Seq2SeqDecoder", "Seq2SeqAttentionDecoder", "show_heatmaps"]
+           "Seq2SeqEncoder", "Seq2SeqDecoder", "Seq2SeqAttentionDecoder", "show_heatmaps", "draw",
+           "configure_optimizers", "_download", "model_epoch"]
 
 
 class AbstractTrainer(abc.ABC):
@@ -96,7 +99,7 @@ def draw_metrics(model: nn.Module, epoch: int, trainer, metrics) -> dict[str, fl
     if own is not None:
         logs |= own(logs)
     for name, value in logs.items():
-        draw(board, epoch, value, name)
+        _board_draw(board, epoch, value, name)
     return logs
 
 
@@ -211,3 +214,77 @@ class Seq2SeqDecoder(_seq2seq.Seq2SeqDecoder):
     def init_state(self, enc_all_outputs, *args):
         outputs, state = enc_all_outputs  # (N, T, h), [(N, h) a layer]
         return outputs.transpose(0, 1), torch.stack(list(state))
+
+
+# --- the package's remaining calls ------------------------------------------------------------
+
+def draw(board_or_trainer, *args) -> None:
+    """`draw(board, x, y, label)`, and the Julia package's `draw(trainer, epoch, losses,
+    n_batches, label)`: an epoch's batch values at x = epoch + i / n_batches, i = 1..n, on
+    `trainer.board`."""
+    if isinstance(board_or_trainer, ProgressBoard):
+        return _board_draw(board_or_trainer, *args)
+    board = getattr(board_or_trainer, "board", None)
+    if not isinstance(board, ProgressBoard):
+        raise TypeError(f"draw takes a ProgressBoard, or a trainer with a board (Trainer(..., "
+                        f"board=True)), got {type(board_or_trainer).__name__}")
+    if len(args) != 4:
+        raise TypeError(f"draw(trainer, epoch, losses, n_batches, label) takes 5 arguments, "
+                        f"got {1 + len(args)}")
+    epoch, losses, n_batches, label = args
+    losses = [float(v) for v in losses]
+    if len(losses) != n_batches:
+        raise ValueError(f"draw(trainer, ...): {len(losses)} losses for n_batches={n_batches}")
+    xs = [epoch + i / n_batches for i in range(1, n_batches + 1)]
+    return _board_draw(board, xs, losses, label)
+
+
+def configure_optimizers(model: nn.Module, rule=None):
+    """The model's optimiser: its own `configure_optimizers(rule)` (the rule bound to its
+    parameters), or `configure_optimizers()`; the Julia package's default gives nothing."""
+    own = getattr(model, "configure_optimizers", None)
+    if own is None:
+        return None
+    takes_rule = len(inspect.signature(own).parameters) > 0
+    if takes_rule and rule is None:
+        return None  # as the package's configure_optimizers(m::AbstractModel)
+    return own(rule) if takes_rule else own()
+
+
+def _download(what, root=None):
+    """The Julia package's `_download`: for a file name (`"timemachine.txt"`, `"fra-eng.zip"`)
+    its local path (fetched into the data folder if missing, SHA-1 checked); for
+    `TimeMachine` the book's text, for `MTFraEng` the pairs file's text."""
+    from .data import text as _text
+    from .data.download import DATA_HUB, download
+
+    if what is _text.TimeMachine:
+        return _text._read_text(download("time_machine", root=root))
+    if what is _text.MTFraEng:
+        folder = _text.download_extract("fra-eng", root=root)
+        return _text._read_text(folder / "fra.txt")
+    if isinstance(what, str):
+        names = {url.rsplit("/", 1)[-1]: name for name, (url, _) in DATA_HUB.items()}
+        return str(download(names.get(what, what), root=root))
+    raise TypeError(f"_download takes a file name such as 'timemachine.txt', TimeMachine or "
+                    f"MTFraEng, got {what!r}")
+
+
+def model_epoch(trainer) -> dict[str, float]:
+    """One epoch by the model's own `fit_epoch(opt, train_dataloader=..., val_dataloader=...,
+    gradient_clip_val=...)`, as the Julia text dispatches on its model: it returns the text's
+    `(train_losses, val_losses, val_acc)` lists (a namespace or a dict), of which the mean
+    training loss is the epoch's figure (the trainer then validates on the whole set)."""
+    def loader(train: bool):
+        named = getattr(trainer.data, "train_dataloader" if train else "val_dataloader", None)
+        batches = named() if callable(named) else trainer.data.get_dataloader(train=train)
+        return (trainer.prepare_batch(batch) for batch in batches)
+
+    trainer.model.train()
+    losses = trainer.model.fit_epoch(trainer.opt, train_dataloader=loader(True),
+                                     val_dataloader=loader(False),
+                                     gradient_clip_val=trainer.gradient_clip_val)
+    items = vars(losses) if isinstance(losses, SimpleNamespace) else dict(losses or {})
+    train = [float(v) for v in items.get("train_losses", [])]
+    trainer.steps += len(train)
+    return {"train_loss": math.fsum(train) / len(train)} if train else {}

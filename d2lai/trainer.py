@@ -184,6 +184,10 @@ class Trainer:
     def fit_epoch(self) -> dict[str, float]:
         """One pass over the training set; the epoch's figures, as the callbacks measured them
         (the mean training loss and, for a classifier, accuracy)."""
+        if callable(getattr(type(self.model), "fit_epoch", None)):  # the Julia text's own
+            from .julia import model_epoch
+
+            return model_epoch(self)
         self.model.train()
         for batch in self.batches(train=True):
             loss = self.training_step(batch)  # the model's forward and loss

@@ -9,7 +9,9 @@ Everything is in float64, as the text's `|> f64`.
 
 Like with like: the text's epoch line prints the loss of the LAST training batch, computed
 again after the optimiser's step on it (`train_loss = training_step(model, batch)` after
-`update!`); `LastBatchLoss` records the same figure each epoch.
+`update!`); `LastBatchLoss` records the same figure each epoch, and each epoch's line sets it
+beside the text's line of the same epoch (`julia_text_losses.json`: the "Train Loss" the
+notebooks print, epoch by epoch).
 
     D2LAI_DATA=DATA python -m examples.julia_rnn_figures [--models rnn,lstm] [--epochs N]
 """
@@ -21,6 +23,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -145,12 +148,23 @@ def sections(V: int, H: int = 32) -> dict:
     }
 
 
+TEXT_LOSSES = Path(__file__).with_name("julia_text_losses.json")
+
+
 class LastBatchLoss(d2lai.Callback):
     """The text's epoch figures: the last training batch's loss after its step, and the last
-    validation batch's loss."""
+    validation batch's loss; with `name`, each epoch printed beside the text's."""
 
-    def __init__(self):
-        self.train, self.val = [], []
+    def __init__(self, name: str | None = None):
+        self.train, self.val, self.name = [], [], name
+        self.text = json.loads(TEXT_LOSSES.read_text()).get(name, []) if name else []
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.name is None:
+            return
+        text = self.text[epoch - 1] if epoch <= len(self.text) else math.nan
+        print(f"{self.name} epoch {epoch}: text {text:.4f} d2lai {self.train[-1]:.4f} "
+              f"ratio {self.train[-1] / text:.3f}", flush=True)
 
     def on_train_batch_end(self, trainer, batch, loss):
         self.batch = batch
@@ -171,7 +185,7 @@ def run_section(name: str, data, epochs: int | None, seed: int) -> dict:
     build, rule, text_epochs, (text_train, text_val) = sections(len(data.vocab))[name]
     torch.manual_seed(seed)
     model = build().double()  # |> f64
-    last = LastBatchLoss()
+    last = LastBatchLoss(name)
     trainer = Trainer(model, data, rule(), max_epochs=epochs or text_epochs,
                       gradient_clip_val=1.0, board_yscale="identity", verbose=False,
                       board=False, callbacks=[last])
