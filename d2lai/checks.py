@@ -148,8 +148,9 @@ gradient_clip_val). d2lai.Trainer would ignore a function assigned so, so it is 
 Write it as a method of the model's class, fit_epoch(self, opt, train_dataloader=None,
 val_dataloader=None, gradient_clip_val=0.0), returning the text's losses (the trainer runs
 it each epoch, as Julia dispatches on the model), or as a method of a Trainer subclass,
-where the text's arguments are self.model, self.optimizer (the rule bound to the model) or self.opt (the opt
-given), self.data.train_dataloader(), self.data.val_dataloader() and self.gradient_clip_val:
+where the text's arguments are self.model, self.optimizer (the rule bound to the model) or
+self.opt (the opt given), self.data.train_dataloader(), self.data.val_dataloader() and
+self.gradient_clip_val:
 
     class MyTrainer(d2lai.Trainer):
         def fit_epoch(self):
