@@ -44,6 +44,8 @@ from .julia import (  # the Julia face: attention and encoder-decoders as the pa
     prepare_model,
     show_heatmaps,
     to_gpu,
+    transpose_output,
+    transpose_qkv,
 )
 from .layers import Parallel, concat_channels, corr2d
 from .models import (
@@ -204,6 +206,8 @@ __all__ = [
     "TensorLoader",
     "TimeMachine",
     "to_gpu",
+    "transpose_output",
+    "transpose_qkv",
     "to_tokens",
     "train_dataloader",
     "Trainer",

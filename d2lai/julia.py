@@ -27,7 +27,8 @@ from .trainer import Trainer
 __all__ = ["AbstractTrainer", "construct_nt_args", "to_gpu", "prepare_data", "prepare_model",
            "draw_metrics", "DotProductAttention", "AdditiveAttention", "MultiHeadedAttention",
            "Seq2SeqEncoder", "Seq2SeqDecoder", "Seq2SeqAttentionDecoder", "show_heatmaps", "draw",
-           "configure_optimizers", "_download", "model_epoch"]
+           "configure_optimizers", "_download", "model_epoch", "transpose_qkv",
+           "transpose_output"]
 
 
 class AbstractTrainer(abc.ABC):
@@ -288,3 +289,13 @@ def model_epoch(trainer) -> dict[str, float]:
     train = [float(v) for v in items.get("train_losses", [])]
     trainer.steps += len(train)
     return {"train_loss": math.fsum(train) / len(train)} if train else {}
+
+
+def transpose_qkv(m: _attention.MultiHeadedAttention, x: torch.Tensor) -> torch.Tensor:
+    """`m.transpose_qkv(x)`, as the Julia text calls it: (N, T, h) -> (N * heads, T, h/heads)."""
+    return m.transpose_qkv(x)
+
+
+def transpose_output(m: _attention.MultiHeadedAttention, x: torch.Tensor) -> torch.Tensor:
+    """`m.transpose_output(x)`: (N * heads, T, h / heads) -> (N, T, h)."""
+    return m.transpose_output(x)

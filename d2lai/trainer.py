@@ -97,7 +97,8 @@ class Trainer:
                  override_opt: bool = False, seed: int | None = None,
                  callbacks: Callback | list[Callback] = (), max_steps: int | None = None,
                  clip: str = "rescale"):
-        custom_loop = type(self).fit_epoch is not Trainer.fit_epoch
+        custom_loop = type(self).fit_epoch is not Trainer.fit_epoch \
+            or callable(getattr(type(model), "fit_epoch", None))  # the Julia text's own epoch
         checks.trainable(model, data, opt, custom_loop)
         args = checks.TRAINER(dict(max_epochs=max_epochs, max_steps=max_steps, gpu=gpu,
                                    verbose=verbose, board=board, print_every=print_every,

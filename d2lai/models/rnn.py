@@ -229,14 +229,35 @@ class StackedRNN(nn.Module):
         """(outputs of the top layer, [state of each layer]) for inputs (N, T, I)."""
         if Hs is None:
             Hs = [None] * self.num_layers
-        if len(Hs) != self.num_layers:
+        if len(Hs) < self.num_layers:
             raise ValueError(f"StackedRNN takes one state per layer ({self.num_layers}), got "
                              f"{len(Hs)}")
+        Hs = Hs[:self.num_layers]  # more (a deeper encoder's): the first ones, as the text
         outputs, states = inputs, []
         for rnn, H in zip(self.rnns, Hs, strict=True):
-            outputs, H = rnn(outputs, H)
+            if isinstance(rnn, nn.RNNBase):  # torch's layers: states (1, N, h) inside
+                outputs, H = rnn(outputs, _layer_state(rnn, H))
+                H = tuple(h[0] for h in H) if isinstance(H, tuple) else H[0]
+            else:
+                outputs, H = rnn(outputs, H)
             states.append(H)
-        return outputs, states
+        return outputs, states  # each layer's state (N, h), or (H, C) for an LSTM
+
+
+def _layer_state(rnn: nn.RNNBase, H):
+    """A layer's state (N, h) (a pair for an LSTM) as torch's (1, N, h)."""
+    if H is None:
+        return None
+    lstm = isinstance(rnn, nn.LSTM)
+    if lstm != isinstance(H, (tuple, list)):
+        raise ValueError(f"StackedRNN: an {type(rnn).__name__} layer takes "
+                         f"{'a pair (H, C)' if lstm else 'one tensor'} as its state, got "
+                         f"{type(H).__name__}. (The Julia package builds GRUs whatever rnn= "
+                         f"says, so the text's rnn = Flux.LSTM over a GRU encoder trains GRUs: "
+                         f"pass rnn=nn.GRU for the text's model.)")
+    if lstm:
+        return tuple(h.unsqueeze(0) if h.ndim == 2 else h for h in H)
+    return H.unsqueeze(0) if H.ndim == 2 else H
 
 
 class StackedRNNScratch(StackedRNN):
@@ -383,7 +404,8 @@ class AbstractRNNClassifier(AbstractClassifier):
                              f"predict with the vocabulary the model was trained on")
         device = next(self.parameters()).device
         tokens = list(vocab[list(prefix)])
-        state = _state_of_one(state, isinstance(getattr(self.rnn, "rnn", self.rnn), nn.RNNBase))
+        state = _state_of_one(state, isinstance(getattr(self.rnn, "rnn", self.rnn), nn.RNNBase),
+                              self.dtype)
         was_training = self.training
         self.eval()
         try:
@@ -470,13 +492,15 @@ def _setting(rnn: nn.Module, name: str, default=None):
     return getattr(args, name, default)
 
 
-def _state_of_one(state, layered: bool = False):
+def _state_of_one(state, layered: bool = False, dtype: torch.dtype | None = None):
     """A state given for one example, (H,) as the Julia text writes `zeros(num_hiddens)`, as a
-    batch of one: (1, H), or (1, 1, H) for torch's layers; pairs part by part."""
+    batch of one: (1, H), or (1, 1, H) for torch's layers, in the model's float type; pairs
+    part by part."""
     if isinstance(state, torch.Tensor) and state.ndim == 1:
-        return state.reshape(1, 1, -1) if layered else state.reshape(1, -1)
+        state = state.reshape(1, 1, -1) if layered else state.reshape(1, -1)
+        return state.to(dtype) if dtype is not None and state.is_floating_point() else state
     if isinstance(state, tuple) and all(isinstance(s, torch.Tensor) for s in state):
-        return tuple(_state_of_one(s, layered) for s in state)
+        return tuple(_state_of_one(s, layered, dtype) for s in state)
     return state
 
 
@@ -509,9 +533,13 @@ def clip_gradients(grad_clip_val: float, model: nn.Module | Iterable[torch.Tenso
     `grad_clip_val`; returns the norm before.
 
     `clip="rescale"` (the Julia package's arithmetic) scales by grad_clip_val / norm at every
-    call; `clip="max_norm"` by min(1, grad_clip_val / norm), as `torch.nn.utils.clip_grad_norm_`
+    call (also called as the Julia text does, `clip_gradients(gs, grad_clip_val, model)`, where
+    `gs` is ignored: the gradients are the parameters' `.grad`); `clip="max_norm"` by
+    min(1, grad_clip_val / norm), as `torch.nn.utils.clip_grad_norm_`
     and the PyTorch edition.
     """
+    if isinstance(clip, nn.Module):  # the Julia shape clip_gradients!(gs, value, model)
+        grad_clip_val, model, clip = model, clip, "rescale"
     grad_clip_val = number("grad_clip_val", grad_clip_val, 0, open_low=True)
     clip = one_of("clip", clip, CLIPS)
     params = model.parameters() if isinstance(model, nn.Module) else model
