@@ -120,7 +120,7 @@ class StackedRNNScratch(d2lai.AbstractModel):
 
 def flux(layer: nn.RNNBase) -> nn.RNNBase:
     """A torch layer initialised as Flux's default (Glorot-uniform kernels, zero biases)."""
-    return d2lai.glorot_init(layer)
+    return d2lai.flux_init(layer)
 
 
 # --- the sections: model, optimiser rule, epochs, and the text's printed last line -----------

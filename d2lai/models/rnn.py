@@ -22,7 +22,7 @@ from .classifier import AbstractClassifier
 
 __all__ = ["RNNScratch", "LSTMScratch", "GRUScratch", "StackedRNN", "StackedRNNScratch",
            "AbstractRNNClassifier", "RNNLMScratch", "RNNModelConcise", "clip_gradients",
-           "output_layer", "prediction", "glorot_init"]
+           "output_layer", "prediction", "flux_init"]
 
 
 _said: set[str] = set()
@@ -184,11 +184,14 @@ class GRUScratch(_ScratchCell):
         return torch.stack(outputs), H
 
 
-def glorot_init(layer: nn.RNNBase) -> nn.RNNBase:
-    """Flux's initialisation of a recurrent layer: Glorot-uniform kernels (over all gates
-    together), zero biases. Returns the layer."""
+def flux_init(layer: nn.RNNBase) -> nn.RNNBase:
+    """A torch recurrent layer made as Flux makes its own: Glorot-uniform kernels (over all
+    gates together) and one zero bias a layer, the hidden side's bias held at zero (Flux's
+    cells have one bias; torch's two would each learn it). Returns the layer."""
     for name, p in layer.named_parameters():
         (nn.init.xavier_uniform_ if name.startswith("weight") else nn.init.zeros_)(p.data)
+        if name.startswith("bias_hh"):
+            p.requires_grad_(False)
     return layer
 
 
@@ -202,7 +205,7 @@ class StackedRNN(nn.Module):
     """
 
     def __init__(self, num_inputs: int, num_hiddens: int, num_layers: int, sigma: float = 0.01,
-                 rnn: Callable[..., nn.Module] = nn.GRU, init: Callable | None = glorot_init,
+                 rnn: Callable[..., nn.Module] = nn.GRU, init: Callable | None = flux_init,
                  cell: Callable[..., nn.Module] | None = None):
         super().__init__()
         self.num_inputs = positive_int("num_inputs", num_inputs)
