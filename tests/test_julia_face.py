@@ -220,6 +220,8 @@ def test_stacked_rnn_takes_the_texts_rnn_keyword():
     stack = d2lai.StackedRNN(V, H, 2)  # the package's default: Flux-initialised GRUs
     assert all(isinstance(layer, nn.GRU) and layer.batch_first for layer in stack.rnns)
     assert all(not layer.bias_ih_l0.detach().any() for layer in stack.rnns)
+    lm = d2lai.RNNModelConcise(stack, H, V)  # its Dense(h => V) as Flux makes it
+    assert not lm.linear.bias.detach().any() and lm.linear.weight.abs().max() > 1 / H ** 0.5
     # Flux's cells have one bias: torch's hidden-side one stays zero, out of training
     assert not any(layer.bias_hh_l0.requires_grad for layer in stack.rnns)
     out, states = stack(torch.randn(3, 7, V))

@@ -446,7 +446,8 @@ class RNNModelConcise(AbstractRNNClassifier):
     `nn.Linear` output layer.
 
     `RNNModelConcise(rnn, vocab_size)`, or as the Julia text `RNNModelConcise(rnn, num_hiddens,
-    vocab_size)`. The rnn may also be a module holding one as `.rnn` (the PyTorch edition's
+    vocab_size)`; the output layer starts as the package's Flux `Dense` does (Glorot-uniform
+    weights, a zero bias). The rnn may also be a module holding one as `.rnn` (the PyTorch edition's
     `RNN`, `GRU`) or any module with `num_inputs`, `num_hiddens` and `forward(inputs, state)`.
     """
 
@@ -459,6 +460,8 @@ class RNNModelConcise(AbstractRNNClassifier):
             raise ValueError(f"num_hiddens={sizes[0]} but the rnn outputs {self.num_hiddens} "
                              f"features per step")
         self.init_params()
+        nn.init.xavier_uniform_(self.linear.weight)  # the package's Dense(h => V), as Flux
+        nn.init.zeros_(self.linear.bias)  # makes it: Glorot-uniform weights, a zero bias
 
     def init_params(self) -> None:
         self.linear = nn.Linear(self.num_hiddens, self.vocab_size)
