@@ -119,10 +119,11 @@ def held_out_pairs(data: d2lai.MTFraEng, n: int) -> tuple[list[str], list[str]]:
 
 
 def attention_heatmap(name: str, model: Seq2Seq, data: d2lai.MTFraEng, en: str, fr: str,
-                      path: Path) -> tuple[int, ...]:
-    """Draw the attention weights of translating `en` to `path`: for the RNN, the decoder's
-    weight on each source position at each step; for the transformer, each head of each
-    encoder block over the source. Returns the shape drawn (rows, cols, queries, keys)."""
+                      path: Path | None, fig=None) -> tuple[int, ...]:
+    """Draw the attention weights of translating `en` to `path` (and into the matplotlib
+    figure `fig`, when given: a notebook shows it): for the RNN, the decoder's weight on each
+    source position at each step; for the transformer, each head of each encoder block over
+    the source. Returns the shape drawn (rows, cols, queries, keys)."""
     batch = data.build([en], [fr])
     _, steps = d2lai.predict_step(model, batch, None, data.num_steps,
                                   save_attention_weights=name == "bahdanau")
@@ -135,7 +136,8 @@ def attention_heatmap(name: str, model: Seq2Seq, data: d2lai.MTFraEng, en: str, 
         titles = [f"Head {i + 1}" for i in range(W.shape[1])]
         xlabel, ylabel = "Query positions", "Key positions"  # as the Julia text draws them
     figsize = (max(3.5, 2.2 * W.shape[1] + 1), max(3.5, 2.2 * W.shape[0] + 0.8))
-    d2lai.show_heatmaps(W.cpu(), xlabel, ylabel, titles=titles, figsize=figsize, path=path)
+    d2lai.show_heatmaps(W.cpu(), xlabel, ylabel, titles=titles, figsize=figsize, path=path,
+                        fig=fig)
     return tuple(W.shape)
 
 

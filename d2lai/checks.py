@@ -15,7 +15,7 @@ from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
            "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of",
-           "unreached"]
+           "unreached", "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -281,3 +281,23 @@ def _unreached_in(model: str, path: str, value, reached: set, strict: bool, plai
     for key, item in items:
         sub = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
         _unreached_in(model, sub, item, reached, strict, plain=True)
+
+
+def evaluation_data(data) -> None:
+    """Refuse what `trainer.evaluate` cannot read: it takes None, a data module, a data loader
+    or an iterable of `(X..., y)` batches (a split's tuple of tensors is no batches)."""
+    import torch
+
+    if data is None or callable(getattr(data, "val_dataloader", None)) \
+            or callable(getattr(data, "get_dataloader", None)):
+        return
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        raise ArgumentError(f"evaluate got a {type(data).__name__} of {len(data)} tensors (a "
+                            f"split such as data.val), not batches of it: pass the data module, "
+                            f"or d2lai.TensorLoader(data.val, batchsize)")
+    if not hasattr(data, "__iter__") or isinstance(data, (str, bytes, torch.Tensor)):
+        raise ArgumentError(f"evaluate takes a data module, a data loader or an iterable of "
+                            f"(X..., y) batches, got {type(data).__name__}")
+    if hasattr(data, "__len__") and len(data) == 0:
+        raise ArgumentError(f"evaluate got no batches (an empty {type(data).__name__}): pass "
+                            f"a loader of at least one batch")
