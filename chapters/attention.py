@@ -131,11 +131,11 @@ def attention_heatmap(name: str, model: Seq2Seq, data: d2lai.MTFraEng, en: str, 
     valid = int(batch[2][0])  # source tokens up to and including '<eos>'
     if name == "bahdanau":
         W = torch.cat([step[0] for step in steps], dim=1)[..., :valid]  # (1, steps, keys)
-        W, titles, xlabel, ylabel = W[None], None, "Key positions", "Query positions (steps)"
+        W, titles, xlabel, ylabel = W[None], None, "Query positions (steps)", "Key positions"
     else:
         W = torch.stack(model.encoder.attention_weights)[:, :, :valid, :valid]  # (blks, h, T, T)
         titles = [f"Head {i + 1}" for i in range(W.shape[1])]
-        xlabel, ylabel = "Key positions", "Query positions"
+        xlabel, ylabel = "Query positions", "Key positions"  # as the Julia text draws them
     figsize = (max(3.5, 2.2 * W.shape[1] + 1), max(3.5, 2.2 * W.shape[0] + 0.8))
     d2lai.show_heatmaps(W.cpu(), xlabel, ylabel, titles=titles, figsize=figsize, path=path,
                         fig=fig)

@@ -1,6 +1,6 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
-from .board import ProgressBoard, draw, save_gif, save_plot
+from .board import ProgressBoard, save_gif, save_plot
 from .callbacks import Callback, CSVLogger, EarlyStopping, LRScheduler, TensorBoardLogger
 from .callbacks.epoch_log import show_logs
 from .data import (
@@ -27,13 +27,25 @@ from .data import (
     val_dataloader,
 )
 from .device import get_device, seed
-from .julia import (
+from .julia import (  # the Julia face: attention and encoder-decoders as the package has them
     AbstractTrainer,
+    AdditiveAttention,
+    DotProductAttention,
+    MultiHeadedAttention,
+    Seq2SeqAttentionDecoder,
+    Seq2SeqDecoder,
+    Seq2SeqEncoder,
+    _download,
+    configure_optimizers,
     construct_nt_args,
+    draw,
     draw_metrics,
     prepare_data,
     prepare_model,
+    show_heatmaps,
     to_gpu,
+    transpose_output,
+    transpose_qkv,
 )
 from .layers import Parallel, concat_channels, corr2d
 from .models import (
@@ -42,24 +54,18 @@ from .models import (
     AbstractEncoderDecoder,
     AbstractModel,
     AbstractRNNClassifier,
-    AdditiveAttention,
     AddNorm,
-    DotProductAttention,
     GRUScratch,
     LinearRegressionConcise,
     LSTMScratch,
     Model,
     MultiHeadAttention,
-    MultiHeadedAttention,
     PositionalEncoding,
     PositionWiseFFN,
     RNNLMScratch,
     RNNModelConcise,
     RNNScratch,
     Seq2Seq,
-    Seq2SeqAttentionDecoder,
-    Seq2SeqDecoder,
-    Seq2SeqEncoder,
     StackedRNN,
     StackedRNNScratch,
     TransformerDecoder,
@@ -69,6 +75,7 @@ from .models import (
     accuracy,
     bleu,
     clip_gradients,
+    flux_init,
     forward,
     init_seq2seq,
     init_state,
@@ -78,7 +85,6 @@ from .models import (
     predict_step,
     prediction,
     sequence_mask,
-    show_heatmaps,
     training_step,
     validation_step,
 )
@@ -129,6 +135,8 @@ __all__ = [
     "Callback",
     "clip_gradients",
     "concat_channels",
+    "configure_optimizers",
+    "_download",
     "construct_nt_args",
     "corr2d",
     "CSVLogger",
@@ -145,6 +153,7 @@ __all__ = [
     "forward",
     "get_dataloader",
     "get_device",
+    "flux_init",
     "grid",
     "GRUScratch",
     "init_seq2seq",
@@ -197,6 +206,8 @@ __all__ = [
     "TensorLoader",
     "TimeMachine",
     "to_gpu",
+    "transpose_output",
+    "transpose_qkv",
     "to_tokens",
     "train_dataloader",
     "Trainer",

@@ -15,7 +15,7 @@ from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
            "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of",
-           "evaluation_data"]
+           "unreached", "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -144,10 +144,13 @@ def trainable(model, data, opt, custom_loop: bool) -> None:
 
 OWN_EPOCH = """\
 {where}: the Julia text's own fit_epoch(model, opt; train_dataloader, val_dataloader,
-gradient_clip_val). d2lai.Trainer runs its own epoch and would ignore it, so it is refused.
-In Python the epoch is a method of the trainer: write it in a subclass, where the text's
-arguments are self.model, self.optimizer (the rule bound to the model) or self.opt (the opt
-given), self.data.train_dataloader(), self.data.val_dataloader() and self.gradient_clip_val:
+gradient_clip_val). d2lai.Trainer would ignore a function assigned so, so it is refused.
+Write it as a method of the model's class, fit_epoch(self, opt, train_dataloader=None,
+val_dataloader=None, gradient_clip_val=0.0), returning the text's losses (the trainer runs
+it each epoch, as Julia dispatches on the model), or as a method of a Trainer subclass,
+where the text's arguments are self.model, self.optimizer (the rule bound to the model) or
+self.opt (the opt given), self.data.train_dataloader(), self.data.val_dataloader() and
+self.gradient_clip_val:
 
     class MyTrainer(d2lai.Trainer):
         def fit_epoch(self):
@@ -163,13 +166,11 @@ given), self.data.train_dataloader(), self.data.val_dataloader() and self.gradie
 
 
 def own_epoch(model) -> None:
-    """Refuse an epoch written the Julia text's way, as a function of the model (a method of
-    its class, or `d2lai.fit_epoch = ...`), which the trainer would silently ignore."""
+    """Refuse an epoch assigned to `d2lai.fit_epoch`, which the trainer would silently ignore
+    (a `fit_epoch` method of the model's class is the Julia text's, and runs)."""
     import sys
 
-    if callable(getattr(type(model), "fit_epoch", None)):
-        where = f"{type(model).__name__} defines fit_epoch"
-    elif "fit_epoch" in vars(sys.modules[__package__]):
+    if "fit_epoch" in vars(sys.modules[__package__]):
         where = "d2lai.fit_epoch was assigned"
     else:
         return
@@ -204,8 +205,11 @@ def callbacks(value) -> list:
 
 
 def optimizer_of(optimizer, model) -> None:
-    """Refuse a torch optimiser that holds none of the model's parameters."""
+    """Refuse a torch optimiser that holds none of the model's parameters, and a model whose
+    weights the optimiser would not reach (kept where torch does not look for them)."""
     import torch
+
+    unreached(model, optimizer)
 
     if isinstance(optimizer, torch.optim.Optimizer):
         ours = {id(p) for p in model.parameters()}
@@ -214,6 +218,69 @@ def optimizer_of(optimizer, model) -> None:
             raise ValueError(f"the optimiser holds none of {type(model).__name__}'s "
                              f"parameters (was it built over another model?): build it over "
                              f"model.parameters(), or pass a rule such as Descent(0.1)")
+
+
+UNREACHED = """\
+{model}.{path} is {what} that the optimiser would not train: torch sees the weights of \
+nn.Parameters, of registered modules, and of lists of them (nn.ModuleList), not {where}. \
+{fix}"""
+
+
+def unreached(model, optimizer) -> None:
+    """Refuse, before training, weights of `model` the optimiser cannot reach: modules kept in
+    plain lists, dicts or namespaces, tensors that require grad kept as plain fields, and (on
+    a model whose plain fields are weights, as the Julia text's structs) floating tensors kept
+    so. Nothing is checked when the optimiser's tensors cannot be listed."""
+    import torch
+
+    if isinstance(optimizer, torch.optim.Optimizer):
+        reached = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    else:
+        params = getattr(optimizer, "params", None)
+        if not isinstance(params, (list, tuple)) or not all(isinstance(p, torch.Tensor)
+                                                            for p in params):
+            return
+        reached = {id(p) for p in params}
+    reached |= {id(p) for p in model.parameters() if not p.requires_grad}
+    name = type(model).__name__
+    for owner, module in model.named_modules():
+        strict = getattr(module, "fields_are_weights", False) \
+            and not type(module).__module__.startswith("d2lai.")  # the reader's own classes
+        for key, value in vars(module).items():
+            if key.startswith("_") or key == "training":
+                continue
+            path = f"{owner}.{key}" if owner else key
+            _unreached_in(name, path, value, reached, strict, plain=False)
+
+
+def _unreached_in(model: str, path: str, value, reached: set, strict: bool, plain: bool) -> None:
+    import torch
+    from torch import nn
+
+    if isinstance(value, nn.Module):
+        if plain and any(id(p) not in reached for p in value.parameters()):
+            raise ValueError(UNREACHED.format(
+                model=model, path=path, what=f"a {type(value).__name__}", where="modules kept in "
+                "plain lists, dicts or namespaces", fix="Keep cells in an nn.ModuleList (a list "
+                "assigned to a field of a d2lai.AbstractModel becomes one), or in a field named "
+                "in the class's trainable = (...)."))
+        return
+    if isinstance(value, torch.Tensor):
+        if id(value) in reached or not value.is_floating_point():
+            return
+        if value.requires_grad or (strict and value.grad_fn is None):
+            raise ValueError(UNREACHED.format(
+                model=model, path=path, what=f"a tensor of shape {tuple(value.shape)}",
+                where="plain tensors", fix="Name the field in the class's trainable = (...), "
+                "as the text's Flux.@layer ... trainable = (...), or wrap it in nn.Parameter "
+                "(a constant: register_buffer)."))
+        return
+    items = vars(value).items() if type(value).__name__ == "SimpleNamespace" else \
+        value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        sub = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}"
+        _unreached_in(model, sub, item, reached, strict, plain=True)
 
 
 def evaluation_data(data) -> None:

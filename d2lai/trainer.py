@@ -38,6 +38,7 @@ from .callbacks import (
 from .callbacks.base import default_monitor, monitor_mode
 from .callbacks.epoch_log import format_figures, show_logs
 from .device import check_seed, get_device, seed
+from .models.rnn import CLIPS, RESCALE_NOTE, clip_gradients, say_once
 from .optim import RULES, setup
 from .precision import Precision
 
@@ -63,8 +64,11 @@ class Trainer:
             board's loss panel; accuracies are always drawn on a linear axis from 0 to 1.
         verbose: log an epoch line every `print_every` epochs and show a progress bar in a
             terminal (a status line in a notebook); False logs them at DEBUG, without bars.
-        gradient_clip_val: clip the global gradient norm to this (0: no clipping); the books'
+        gradient_clip_val: the global gradient norm to clip to (0: no clipping); the books'
             name of `grad_clip_val`.
+        clip: "rescale" (the Julia package's arithmetic, said once when it runs: every step's
+            gradient rescaled to norm `gradient_clip_val`) or "max_norm" (scaled down only
+            above it, as torch and the PyTorch edition).
         print_every: epochs between epoch lines.
         board: draw the figures on a `ProgressBoard` (`trainer.board`), live in a notebook.
         board_path: save the board there (PNG, SVG, PDF, ...) when the fit ends.
@@ -100,8 +104,9 @@ class Trainer:
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
                  override_opt: bool = False, seed: int | None = None,
                  callbacks: Callback | list[Callback] = (), max_steps: int | None = None,
-                 precision: str = "32", compile: bool = False):
-        custom_loop = type(self).fit_epoch is not Trainer.fit_epoch
+                 clip: str = "rescale", precision: str = "32", compile: bool = False):
+        custom_loop = type(self).fit_epoch is not Trainer.fit_epoch \
+            or callable(getattr(type(model), "fit_epoch", None))  # the Julia text's own epoch
         checks.trainable(model, data, opt, custom_loop)
         args = checks.TRAINER(dict(max_epochs=max_epochs, max_steps=max_steps, gpu=gpu,
                                    verbose=verbose, board=board, print_every=print_every,
@@ -118,6 +123,7 @@ class Trainer:
         self.max_epochs, self.max_steps = args["max_epochs"], args["max_steps"]
         self.gpu, self.verbose, self.print_every = args["gpu"], args["verbose"], print_every
         self.grad_clip_val = args["gradient_clip_val"]
+        self.clip = checks.one_of("clip", clip, CLIPS)
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
         self.monitor = monitors[0].monitor if monitors else None  # None: val_acc, else val_loss
         yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
@@ -190,6 +196,10 @@ class Trainer:
     def fit_epoch(self) -> dict[str, float]:
         """One pass over the training set; the epoch's figures, as the callbacks measured them
         (the mean training loss and, for a classifier, accuracy)."""
+        if callable(getattr(type(self.model), "fit_epoch", None)):  # the Julia text's own
+            from .julia import model_epoch
+
+            return model_epoch(self)
         self.model.train()
         for batch in self.batches(train=True):
             loss = self.training_step(batch)  # the model's forward and loss
@@ -309,8 +319,11 @@ class Trainer:
         self.emit("on_epoch_end", self.epoch, logs | {"train_s": train_s, "val_s": val_s})
 
     def clip_gradients(self, grad_clip_val: float, model: nn.Module) -> None:
-        """Scale the gradients down so that their global norm is at most `grad_clip_val`."""
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip_val)
+        """Scale the gradients to global norm `grad_clip_val` (`clip="rescale"`), or down to at
+        most that (`clip="max_norm"`)."""
+        if self.clip == "rescale":
+            say_once("rescale", RESCALE_NOTE.format(value=grad_clip_val))
+        clip_gradients(grad_clip_val, model, self.clip)
 
     def prepare_batch(self, batch) -> tuple:
         """The batch as a tuple `(X..., y)` on the training device, in the model's float dtype."""

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import d2lai
-from d2lai import (
+from d2lai.models import (  # the core layers; the Julia faces: tests/test_julia_face.py
     AdditiveAttention,
     DotProductAttention,
     MultiHeadAttention,

@@ -224,17 +224,32 @@ class SGD:
             model.b -= self.lr * model.b.grad
 
 
-def test_an_epoch_defined_on_the_model_is_refused_saying_what_to_write(tiny_data):
+def test_an_epoch_defined_on_the_model_runs_as_julia_dispatches_it():
+    calls = []
+
     class OwnEpoch(LinearRegressionScratch):
         def fit_epoch(self, opt, train_dataloader=None, val_dataloader=None,
                       gradient_clip_val=0.0):
-            raise AssertionError("never called")
+            losses = {"train_losses": [], "val_losses": []}
+            for batch in train_dataloader:
+                loss = self.training_step(batch)
+                self.zero_grad()
+                loss.backward()
+                opt.step(self)
+                losses["train_losses"].append(loss.item())
+            calls.append((opt, gradient_clip_val, sum(1 for _ in val_dataloader)))
+            return losses
 
+    d2lai.seed(0)
     data = d2lai.SyntheticRegressionData([2, -3.4], 4.2)
-    with pytest.raises(TypeError, match="OwnEpoch defines fit_epoch") as err:
-        d2lai.Trainer(OwnEpoch(2, 0.03), data, SGD(None, 0.03), max_epochs=1)
-    assert "class MyTrainer(d2lai.Trainer):" in str(err.value)
-    assert "self.data.train_dataloader()" in str(err.value)
+    sgd = SGD(None, 0.03)
+    model, metrics = d2lai.fit(d2lai.Trainer(OwnEpoch(2, 0.03), data, sgd, max_epochs=2,
+                                             verbose=False, board=False))
+    assert [c[0] for c in calls] == [sgd, sgd] and calls[0][1:] == (0.0, 32)
+    assert metrics.epochs == 2 and metrics.steps == 2 * 32
+    assert metrics.history["train_loss"][1] < metrics.history["train_loss"][0]
+    assert metrics.val_loss == pytest.approx(d2lai.Trainer(
+        model, data, sgd, max_epochs=1).evaluate()["val_loss"])
 
 
 def test_an_assigned_d2lai_fit_epoch_is_refused(monkeypatch, tiny_data):
@@ -243,8 +258,10 @@ def test_an_assigned_d2lai_fit_epoch_is_refused(monkeypatch, tiny_data):
         raise AssertionError("never called")
 
     monkeypatch.setattr(d2lai, "fit_epoch", fit_epoch, raising=False)
-    with pytest.raises(TypeError, match="d2lai.fit_epoch was assigned"):
+    with pytest.raises(TypeError, match="d2lai.fit_epoch was assigned") as err:
         d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1))
+    assert "a method of the model's class" in str(err.value)
+    assert "class MyTrainer(d2lai.Trainer):" in str(err.value)
 
 
 def test_the_texts_own_epoch_as_a_trainer_subclass_trains():

@@ -59,20 +59,20 @@ def copy(dst: nn.Parameter, value: torch.Tensor) -> None:
 # --- the cells against torch ---------------------------------------------------------------------
 
 def test_rnn_scratch_matches_nn_rnn_over_steps_and_carried_state():
-    ref, rnn = nn.RNN(D, H), RNNScratch(D, H)
+    ref, rnn = nn.RNN(D, H, batch_first=True), RNNScratch(D, H)
     copy(rnn.W_xh, ref.weight_ih_l0.T)
     copy(rnn.W_hh, ref.weight_hh_l0.T)
     copy(rnn.b_h, ref.bias_ih_l0 + ref.bias_hh_l0)
-    X, h0 = torch.randn(T, N, D), torch.randn(N, H)
+    X, h0 = torch.randn(N, T, D), torch.randn(N, H)
     out, h = rnn(X, h0)
     out_ref, h_ref = ref(X, h0[None])
-    assert out.shape == (T, N, H) and h.shape == (N, H)
+    assert out.shape == (N, T, H) and h.shape == (N, H)
     close(out, out_ref)
     close(h, h_ref[0])
     # two chunks, the state carried from the first into the second, make the same run
-    out1, h1 = rnn(X[:2], h0)
-    out2, h2 = rnn(X[2:], h1)
-    close(torch.cat([out1, out2]), out_ref)
+    out1, h1 = rnn(X[:, :2], h0)
+    out2, h2 = rnn(X[:, 2:], h1)
+    close(torch.cat([out1, out2], 1), out_ref)
     close(h2, h_ref[0])
     # no state: starts from zeros
     close(rnn(X)[0], ref(X)[0])
@@ -88,28 +88,28 @@ def _copy_gates(ref, pairs, ih, hh, bias):
 
 
 def test_lstm_scratch_matches_nn_lstm():
-    ref, lstm = nn.LSTM(D, H), LSTMScratch(D, H)
+    ref, lstm = nn.LSTM(D, H, batch_first=True), LSTMScratch(D, H, tanh_state=True)
     m = lstm  # torch's gate order: input, forget, cell (input node), output
     _copy_gates(ref, [(m.W_xi, m.W_hi, m.b_i), (m.W_xf, m.W_hf, m.b_f),
                       (m.W_xc, m.W_hc, m.b_c), (m.W_xo, m.W_ho, m.b_o)],
                 ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0 + ref.bias_hh_l0)
-    X, h0, c0 = torch.randn(T, N, D), torch.randn(N, H), torch.randn(N, H)
+    X, h0, c0 = torch.randn(N, T, D), torch.randn(N, H), torch.randn(N, H)
     out, (h, c) = lstm(X, (h0, c0))
     out_ref, (h_ref, c_ref) = ref(X, (h0[None], c0[None]))
-    assert out.shape == (T, N, H)
+    assert out.shape == (N, T, H)
     close(out, out_ref)
     close(h, h_ref[0])
     close(c, c_ref[0])
-    out1, state = lstm(X[:3], (h0, c0))
-    out2, (h2, c2) = lstm(X[3:], state)
-    close(torch.cat([out1, out2]), out_ref)
+    out1, state = lstm(X[:, :3], (h0, c0))
+    out2, (h2, c2) = lstm(X[:, 3:], state)
+    close(torch.cat([out1, out2], 1), out_ref)
     close(c2, c_ref[0])
 
 
 def test_gru_scratch_matches_nn_gru_where_the_two_forms_agree():
     # torch computes tanh(W_in x + b_in + r * (W_hn h + b_hn)), the book tanh(x W_xh + (r * h)
     # W_hh + b_h): the same when W_hn is diagonal and b_hn is zero, r still acting on h.
-    ref, gru = nn.GRU(D, H), GRUScratch(D, H)
+    ref, gru = nn.GRU(D, H, batch_first=True), GRUScratch(D, H)
     with torch.no_grad():
         ref.weight_hh_l0[2 * H:] = torch.diag(torch.randn(H))
         ref.bias_hh_l0[2 * H:] = 0
@@ -117,7 +117,7 @@ def test_gru_scratch_matches_nn_gru_where_the_two_forms_agree():
     _copy_gates(ref, [(m.W_xr, m.W_hr, m.b_r), (m.W_xz, m.W_hz, m.b_z),
                       (m.W_xh, m.W_hh, m.b_h)],
                 ref.weight_ih_l0, ref.weight_hh_l0, ref.bias_ih_l0 + ref.bias_hh_l0)
-    X, h0 = torch.randn(T, N, D), torch.randn(N, H)
+    X, h0 = torch.randn(N, T, D), torch.randn(N, H)
     out, h = gru(X, h0)
     out_ref, h_ref = ref(X, h0[None])
     close(out, out_ref)
@@ -126,38 +126,39 @@ def test_gru_scratch_matches_nn_gru_where_the_two_forms_agree():
 
 def test_gru_scratch_step_by_hand_with_a_full_recurrent_matrix():
     gru = GRUScratch(D, H, sigma=0.5).double()
-    X, h = torch.randn(1, N, D, dtype=torch.float64), torch.randn(N, H, dtype=torch.float64)
+    X, h = torch.randn(N, 1, D, dtype=torch.float64), torch.randn(N, H, dtype=torch.float64)
     P = {k: v.detach() for k, v in gru.named_parameters()}
-    z = 1 / (1 + torch.exp(-(X[0] @ P["W_xz"] + h @ P["W_hz"] + P["b_z"])))
-    r = 1 / (1 + torch.exp(-(X[0] @ P["W_xr"] + h @ P["W_hr"] + P["b_r"])))
-    cand = torch.tanh(X[0] @ P["W_xh"] + (r * h) @ P["W_hh"] + P["b_h"])
+    z = 1 / (1 + torch.exp(-(X[:, 0] @ P["W_xz"] + h @ P["W_hz"] + P["b_z"])))
+    r = 1 / (1 + torch.exp(-(X[:, 0] @ P["W_xr"] + h @ P["W_hr"] + P["b_r"])))
+    cand = torch.tanh(X[:, 0] @ P["W_xh"] + (r * h) @ P["W_hh"] + P["b_h"])
     close(gru(X, h)[1], z * h + (1 - z) * cand)
 
 
 def test_stacked_rnn_matches_multilayer_nn_rnn():
     L = 3
-    ref, stack = nn.RNN(D, H, num_layers=L), StackedRNN(D, H, L)
-    assert StackedRNNScratch is StackedRNN
+    ref, stack = nn.RNN(D, H, num_layers=L, batch_first=True), StackedRNN(D, H, L, rnn=RNNScratch)
+    assert issubclass(StackedRNNScratch, StackedRNN)
     for k, cell in enumerate(stack.rnns):
         copy(cell.W_xh, getattr(ref, f"weight_ih_l{k}").T)
         copy(cell.W_hh, getattr(ref, f"weight_hh_l{k}").T)
         copy(cell.b_h, getattr(ref, f"bias_ih_l{k}") + getattr(ref, f"bias_hh_l{k}"))
-    X, h0 = torch.randn(T, N, D), torch.randn(L, N, H)
+    X, h0 = torch.randn(N, T, D), torch.randn(L, N, H)
     out, Hs = stack(X, list(h0))
     out_ref, h_ref = ref(X, h0)
-    assert out.shape == (T, N, H) and len(Hs) == L
+    assert out.shape == (N, T, H) and len(Hs) == L
     close(out, out_ref)
     close(torch.stack(Hs), h_ref)
 
 
 def test_stacked_lstm_cells_carry_a_pair_per_layer():
-    ref, stack = nn.LSTM(D, H, num_layers=2), StackedRNN(D, H, 2, cell=LSTMScratch)
+    ref = nn.LSTM(D, H, num_layers=2, batch_first=True)
+    stack = StackedRNN(D, H, 2, rnn=lambda i, h, s: LSTMScratch(i, h, s, tanh_state=True))
     for k, m in enumerate(stack.rnns):
         _copy_gates(ref, [(m.W_xi, m.W_hi, m.b_i), (m.W_xf, m.W_hf, m.b_f),
                           (m.W_xc, m.W_hc, m.b_c), (m.W_xo, m.W_ho, m.b_o)],
                     getattr(ref, f"weight_ih_l{k}"), getattr(ref, f"weight_hh_l{k}"),
                     getattr(ref, f"bias_ih_l{k}") + getattr(ref, f"bias_hh_l{k}"))
-    X = torch.randn(T, N, D)
+    X = torch.randn(N, T, D)
     out, Hs = stack(X)
     out_ref, (h_ref, c_ref) = ref(X)
     close(out, out_ref)
@@ -203,8 +204,8 @@ def test_language_models_give_batch_first_logits_and_flattened_cross_entropy(mak
 def test_scratch_output_layer_is_the_affine_map_of_each_step():
     model = scratch_lm()
     X = torch.randint(0, V, (N, T))
-    hiddens, _ = model.rnn(F.one_hot(X.T, V).float())  # (T, N, H)
-    by_hand = torch.stack([hiddens[t] @ model.W_hq + model.b_q for t in range(T)], dim=1)
+    hiddens, _ = model.rnn(F.one_hot(X, V).float())  # (N, T, H), batch first as the Julia text
+    by_hand = torch.stack([hiddens[:, t] @ model.W_hq + model.b_q for t in range(T)], dim=1)
     close(model(X), by_hand)
     close(d2lai.output_layer(model, hiddens), by_hand)
 
@@ -328,13 +329,18 @@ def test_clip_gradients_scales_to_the_global_norm_by_hand():
     model.register_parameter("unused", unused)
     model.weight.grad = torch.tensor([[3.0, 0.0]])
     model.bias.grad = torch.tensor([4.0])  # global norm sqrt(9 + 16) = 5
-    norm = d2lai.clip_gradients(1, model)
+    norm = d2lai.clip_gradients(1, model, "max_norm")
     assert float(norm) == pytest.approx(5.0)
     assert model.weight.grad.tolist()[0] == pytest.approx([0.6, 0.0], abs=1e-6)
     assert model.bias.grad.tolist() == pytest.approx([0.8], abs=1e-6)
     assert unused.grad is None
-    d2lai.clip_gradients(10, model)  # norm 1 <= 10: unchanged
+    d2lai.clip_gradients(10, model, "max_norm")  # norm 1 <= 10: unchanged
     assert model.bias.grad.tolist() == pytest.approx([0.8], abs=1e-6)
+    d2lai.clip_gradients(10, model)  # the Julia package's: rescaled to norm 10 all the same
+    assert model.bias.grad.tolist() == pytest.approx([8.0], abs=1e-5)
+    assert model.weight.grad.tolist()[0] == pytest.approx([6.0, 0.0], abs=1e-5)
+    with pytest.raises(ValueError, match="clip must be one of 'rescale', 'max_norm'"):
+        d2lai.clip_gradients(1, model, "norm")
     with pytest.raises(ValueError, match="grad_clip_val"):
         d2lai.clip_gradients(0, model)
 
@@ -348,7 +354,6 @@ def test_clip_gradients_scales_to_the_global_norm_by_hand():
     (lambda: StackedRNN(4, 4, 0), "num_layers must be a positive integer, got 0"),
     (lambda: RNNLMScratch(RNNScratch(4, 4), 0), "vocab_size must be a positive integer"),
     (lambda: RNNLMScratch(RNNScratch(5, 4), 4), "takes 5 inputs .* vocab_size=4"),
-    (lambda: RNNModelConcise(nn.GRU(4, 4, batch_first=True), 4), "batch_first=False"),
     (lambda: RNNModelConcise(nn.Linear(4, 4), 4), "cannot tell the sizes"),
     (lambda: RNNLMScratch(RNNScratch(4, 4), 4, lr=0), "lr"),
 ])
@@ -359,16 +364,16 @@ def test_bad_sizes_are_refused_at_construction(make, match):
 
 def test_cells_refuse_inputs_of_the_wrong_rank_or_size_and_bad_states():
     rnn = RNNScratch(D, H)
-    with pytest.raises(ValueError, match=r"\(num_steps, batch_size, 4\).*got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"\(batch_size, num_steps, 4\).*got shape \(3, 4\)"):
         rnn(torch.randn(N, D))
     with pytest.raises(ValueError, match="got shape"):
-        rnn(torch.randn(T, N, D + 1))
-    with pytest.raises(ValueError, match=r"state a tensor of shape \(3, 6\).*got shape \(6,\)"):
-        rnn(torch.randn(T, N, D), torch.zeros(H))
+        rnn(torch.randn(N, T, D + 1))
+    with pytest.raises(ValueError, match=r"state a tensor of shape \(3, 6\).*got shape \(2, 6\)"):
+        rnn(torch.randn(N, T, D), torch.zeros(2, H))
     with pytest.raises(ValueError, match=r"pair \(H, C\)"):
-        LSTMScratch(D, H)(torch.randn(T, N, D), torch.zeros(N, H))
+        LSTMScratch(D, H)(torch.randn(N, T, D), torch.zeros(N, H))
     with pytest.raises(ValueError, match="one state per layer"):
-        StackedRNN(D, H, 2)(torch.randn(T, N, D), [None])
+        StackedRNN(D, H, 2)(torch.randn(N, T, D), [None])
 
 
 def test_language_models_refuse_tokens_outside_their_vocabulary():
@@ -378,8 +383,9 @@ def test_language_models_refuse_tokens_outside_their_vocabulary():
             model(torch.tensor([[0, 9, 2]]))
         with pytest.raises(ValueError, match=r"integer tensor of shape \(batch_size, num_steps\)"):
             model(torch.randint(0, V, (N,)))
-        with pytest.raises(ValueError, match="integer tensor"):
-            model(torch.rand(N, T, V))
+        with pytest.raises(ValueError, match=r"one-hot tokens of shape \(batch_size, num_steps, "
+                                             r"7\), got \(3, 5, 8\)"):
+            model(torch.rand(N, T, V + 1))
     model = scratch_lm()
     y_hat = model(torch.randint(0, V, (N, T)))
     with pytest.raises(ValueError, match="vocabulary has 9 tokens .* vocab_size=7"):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import d2lai
-from d2lai import (
+from d2lai.models import (  # the core layers; the Julia faces: tests/test_julia_face.py
     AbstractEncoderDecoder,
     Seq2Seq,
     Seq2SeqAttentionDecoder,

@@ -96,9 +96,12 @@ def test_time_machine_windows_by_hand(tmp_path):
     assert [t.tolist() for t in data.train] == [data.X.tolist()[:3], data.Y.tolist()[:3]]
     assert [t.tolist() for t in data.val] == [[[3, 2]], [[2, 0]]]
     assert data.num_classes == 4
-    (X, Y), = list(data.val_dataloader())
-    assert X.tolist() == [[3, 2]] and Y.tolist() == [[2, 0]]
-    rows = sorted(tuple(x) for X, _ in data.train_dataloader() for x in X.tolist())
+    assert data.y is data.Y  # the Julia package's name, and the PyTorch edition's
+    (X, Y), = list(data.val_dataloader())  # X one-hot (N, T, V), as the Julia package serves it
+    assert X.dtype == torch.float32 and X.shape == (1, 2, 4)
+    assert X.argmax(-1).tolist() == [[3, 2]] and Y.tolist() == [[2, 0]]
+    assert X.sum(-1).tolist() == [[1.0, 1.0]]
+    rows = sorted(tuple(x) for X, _ in data.train_dataloader() for x in X.argmax(-1).tolist())
     assert rows == sorted(tuple(x) for x in data.X.tolist()[:3])
 
 
@@ -123,9 +126,10 @@ def test_time_machine_windows_against_the_corpus(tm_root, one_thread):
     assert [len(X) for X, _ in train] == [8] * 12 + [4]
     assert [len(X) for X, _ in val] == [8] * 6 + [2]
     for X, Y in train + val:
-        assert X.dtype == Y.dtype == torch.long and X.shape[1] == 5
-        assert torch.equal(X[:, 1:], Y[:, :-1])
-    assert torch.equal(torch.cat([X for X, _ in val]), data.X[100:150])
+        assert X.dtype == torch.float32 and Y.dtype == torch.long
+        assert X.shape[1:] == (5, len(data.vocab))
+        assert torch.equal(X.argmax(-1)[:, 1:], Y[:, :-1])
+    assert torch.equal(torch.cat([X.argmax(-1) for X, _ in val]), data.X[100:150])
 
 
 def test_time_machine_default_sizes_fit_the_generated_text(tm_root):

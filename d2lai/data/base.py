@@ -195,8 +195,10 @@ class AbstractData:
         return self
 
 
-def get_dataloader(data: AbstractData, train: bool = True) -> TensorLoader:
-    return data.get_dataloader(train=train)
+def get_dataloader(data: AbstractData, train: bool = True, **kwargs) -> TensorLoader:
+    """`data.get_dataloader(train=train, ...)`: `flatten=` for image data, as the Julia text's
+    `get_dataloader(data; train, flatten)`."""
+    return data.get_dataloader(train=train, **kwargs)
 
 
 def train_dataloader(data: AbstractData) -> TensorLoader:

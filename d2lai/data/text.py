@@ -1,8 +1,9 @@
 """Text data of chapters 8-10: a vocabulary, The Time Machine as characters, English-French pairs.
 
-Indices are 0-based (the Julia package counts from 1) and batches are batch first, as the
-PyTorch edition lays them out: `TimeMachine` gives `(X, Y)` of shape (N, num_steps), `MTFraEng`
-gives `(src, dec_input, src_valid_len, label)` of shapes (N, T), (N, T), (N,), (N, T).
+Indices are 0-based (the Julia package counts from 1) and batches are batch first (the Julia
+text's `features x num_steps x batch` read in Python): `TimeMachine` gives `(X, y)`, X one-hot
+(N, num_steps, V) as the Julia package serves it, y indices (N, num_steps); `MTFraEng` gives
+`(src, dec_input, src_valid_len, label)` of shapes (N, T), (N, T), (N,), (N, T).
 """
 
 from __future__ import annotations
@@ -125,9 +126,11 @@ def _root(root) -> Path:
 class TimeMachine(AbstractData):
     """H. G. Wells's The Time Machine as a sequence of characters, cut into windows.
 
-    Window i gives `X[i] = corpus[i:i+num_steps]` and the next characters `Y[i] =
-    corpus[i+1:i+num_steps+1]`; the first `num_train` windows train, the next `num_val`
-    validate. The file is `timemachine.txt` in the data folder (downloaded if missing).
+    Window i gives `X[i] = corpus[i:i+num_steps]` and the next characters `y[i] =
+    corpus[i+1:i+num_steps+1]` (also `Y`, the PyTorch edition's name); the first `num_train`
+    windows train, the next `num_val` validate. Batches serve X one-hot, (N, num_steps, V) in
+    float32, as the Julia package does (made where the batch is cut); `X` keeps the indices.
+    The file is `timemachine.txt` in the data folder (downloaded if missing).
     """
 
     def __init__(self, batchsize: int | None = None, num_steps: int | None = None,
@@ -154,7 +157,12 @@ class TimeMachine(AbstractData):
                              f"{len(self.corpus)} characters give {windows} windows of "
                              f"num_steps + 1 = {T + 1}: lower num_train or num_val")
         array = torch.tensor(self.corpus).unfold(0, T + 1, 1)  # (windows, T + 1), a view
-        self.X, self.Y = array[:, :-1], array[:, 1:]  # (windows, T) each
+        self.X, self.y = array[:, :-1], array[:, 1:]  # (windows, T) each
+        self.Y = self.y
+
+    def transform(self, X: torch.Tensor) -> torch.Tensor:
+        """A batch of windows (N, T) as one-hot vectors (N, T, V)."""
+        return torch.nn.functional.one_hot(X, len(self.vocab)).float()
 
     def _download(self) -> str:
         self._path = download("time_machine", root=self.root)
@@ -188,22 +196,23 @@ class TimeMachine(AbstractData):
 
     @property
     def train(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.X[:self.num_train], self.Y[:self.num_train]
+        return self.X[:self.num_train], self.y[:self.num_train]
 
     @property
     def val(self) -> tuple[torch.Tensor, torch.Tensor]:
         end = self.num_train + self.num_val
-        return self.X[self.num_train:end], self.Y[self.num_train:end]
+        return self.X[self.num_train:end], self.y[self.num_train:end]
 
 
 class MTFraEng(AbstractData):
     """English-French sentence pairs, as padded index arrays for an encoder-decoder.
 
-    The first `num_train + num_val` pairs of `fra-eng/fra.txt` (from `fra-eng.zip` in the data
-    folder) are lower-cased, split into words and punctuation, ended by '<eos>', cut or padded
-    with '<pad>' to `num_steps`; targets start with '<bos>'. Both vocabularies keep tokens seen
-    at least twice (the book's min_freq=2), and always hold '<pad>' and '<eos>' ('<bos>' too on
-    the target side), so a tiny file still pads with '<pad>' and not '<unk>'.
+    Every pair of `fra-eng/fra.txt` (from `fra-eng.zip` in the data folder; the vocabularies
+    come from the whole file, as in both editions; the first `num_train` pairs train, the next
+    `num_val` validate) is lower-cased, split into words and punctuation, ended by '<eos>', cut
+    or padded with '<pad>' to `num_steps`; targets start with '<bos>'. Both vocabularies keep
+    tokens seen at least twice (the book's min_freq=2), and always hold '<pad>' and '<eos>'
+    ('<bos>' too on the target side), so a tiny file still pads with '<pad>' and not '<unk>'.
     """
 
     def __init__(self, batchsize: int | None = None, num_steps: int = 9, num_train: int = 512,
@@ -218,7 +227,7 @@ class MTFraEng(AbstractData):
         self.root = _root(root)
         self.args = SimpleNamespace(batchsize=self.batchsize, **checked)
         n = self.num_train + self.num_val
-        src, tgt = self._tokenize(self._preprocess(self._download()), n)
+        src, tgt = self._tokenize(self._preprocess(self._download()))
         if len(src) < n:
             raise ValueError(f"{self._path} holds {len(src)} sentence pairs (lines 'english<TAB>"
                              f"french'), but num_train + num_val = {n}: lower num_train or "

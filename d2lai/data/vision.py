@@ -10,8 +10,10 @@ import secrets
 import shutil
 import struct
 import zlib
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -226,6 +228,14 @@ def _fetch(raw: Path, name: str, title: str, download: bool) -> None:
         raise
 
 
+class Split(NamedTuple):
+    """A split of images and labels, `(X, y)`; by the Julia package's names `.features`
+    (uint8 N x 28 x 28, as stored) and `.targets`."""
+
+    features: torch.Tensor
+    targets: torch.Tensor
+
+
 class MNISTLikeData(AbstractData):
     """An MNIST-format data set (four IDX files in `root/NAME/raw/`) kept as uint8 images.
 
@@ -276,7 +286,7 @@ class MNISTLikeData(AbstractData):
                                  f"got {self.val_split}")
             k = self.val_split
             train, val = (Xtr[k:], ytr[k:]), (Xtr[:k], ytr[:k])
-            self.test = (Xte, yte)
+            self.test = Split(Xte, yte)
         else:
             train, val = (Xtr, ytr), (Xte, yte)
         for arg, asked, part, there in (("num_train", self.num_train, "training part", train),
@@ -285,8 +295,8 @@ class MNISTLikeData(AbstractData):
                 which = " (the test set)" if arg == "num_val" and self.val_split is None else ""
                 raise ValueError(f"{arg}={asked}, but the {part}{which} has {len(there[0])} "
                                  f"images: ask for at most {len(there[0])} (or None for all)")
-        self.train = (train[0][:self.num_train], train[1][:self.num_train])
-        self.val = (val[0][:self.num_val], val[1][:self.num_val])
+        self.train = Split(train[0][:self.num_train], train[1][:self.num_train])
+        self.val = Split(val[0][:self.num_val], val[1][:self.num_val])
         if self.val_split is None:
             self.test = self.val  # validation is the test set
         self.mean = self.std = None
@@ -316,7 +326,16 @@ class MNISTLikeData(AbstractData):
     def num_classes(self) -> int:
         return len(self.labels)
 
-    def transform(self, X: torch.Tensor) -> torch.Tensor:
+    def get_dataloader(self, train: bool = True, flatten: bool | None = None) -> TensorLoader:
+        """The batches of the training set (reshuffled each pass) or of the validation set;
+        `flatten` overrides the data's own for these batches, as the Julia package's
+        `get_dataloader(data; train, flatten)`."""
+        loader = super().get_dataloader(train)
+        if flatten is not None:
+            loader.transform = partial(self.transform, flatten=flag("flatten", flatten))
+        return loader
+
+    def transform(self, X: torch.Tensor, flatten: bool | None = None) -> torch.Tensor:
         """uint8 N x 28 x 28 -> float32 N x 1 x H x W in [0, 1] (resized, standardised), or
         N x H*W when flattened; computed on X's device."""
         if X.dtype != torch.uint8 or X.dim() != 3:
@@ -329,7 +348,7 @@ class MNISTLikeData(AbstractData):
             X = resize(X, list(self.resize), antialias=True).clamp_(0, 1)
         if self.normalize:
             X = X.sub_(self.mean).div_(self.std)
-        return X.flatten(1) if self.flatten else X
+        return X.flatten(1) if (self.flatten if flatten is None else flatten) else X
 
     def test_dataloader(self) -> TensorLoader:
         """The batches of the test set, in order."""

@@ -34,6 +34,7 @@ from .rnn import (
     StackedRNN,
     StackedRNNScratch,
     clip_gradients,
+    flux_init,
     output_layer,
     prediction,
 )
@@ -62,7 +63,7 @@ __all__ = ["AbstractModel", "AbstractConciseModel", "Model", "AbstractClassifier
            "LinearRegressionConcise",
            # recurrent nets
            "AbstractRNNClassifier", "RNNScratch", "LSTMScratch", "GRUScratch", "StackedRNN",
-           "StackedRNNScratch", "RNNLMScratch", "RNNModelConcise", "clip_gradients",
+           "StackedRNNScratch", "RNNLMScratch", "RNNModelConcise", "clip_gradients", "flux_init",
            "output_layer", "prediction",
            # attention
            "sequence_mask", "masked_softmax", "DotProductAttention", "AdditiveAttention",

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "forward", "loss", "training_step",
-           "validation_step"]
+__all__ = ["AbstractModel", "AbstractConciseModel", "Model", "Weights", "registered", "forward",
+           "loss", "training_step", "validation_step"]
 
 
 class AbstractModel(nn.Module):
@@ -19,6 +19,18 @@ class AbstractModel(nn.Module):
     """
 
     train_accuracy = True
+    # The fields Flux's `@layer Model trainable = (...)` names: tensors assigned to them become
+    # nn.Parameters (namespaces of tensors, lists of cells: registered modules).
+    trainable: tuple[str, ...] = ()
+    # Floating tensors kept as plain fields are weights, as a Flux struct's arrays are: a fit
+    # refuses those its optimiser would not train. (The PyTorch edition keeps constants so.)
+    fields_are_weights = True
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in type(self).trainable or (type(self).fields_are_weights
+                                            and _holds_cells(value)):
+            value = registered(value)
+        super().__setattr__(name, value)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.net(X)
@@ -111,6 +123,55 @@ class Model(AbstractConciseModel):
             raise TypeError(f"Model's args must be a dict, a namespace or keyword arguments, "
                             f"got {type(args).__name__}")
         self.args = SimpleNamespace(**(args or {}), **kwargs)
+
+
+class Weights(nn.Module):
+    """A namespace of weights registered with its model: the Julia text's NamedTuples of
+    arrays (`construct_nt_args(W_xi=..., b_i=...)`) as a module whose tensors are parameters,
+    read as before (`weights.input_gate.W_xi`)."""
+
+    def __init__(self, items: dict):
+        super().__init__()
+        for key, value in items.items():
+            setattr(self, key, registered(value))
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def __repr__(self) -> str:
+        names = [*self._parameters, *self._modules,
+                 *(k for k in vars(self) if not k.startswith("_") and k != "training")]
+        return f"Weights({', '.join(names)})"
+
+
+def registered(value):
+    """`value` as torch sees weights: a floating tensor as an nn.Parameter, a namespace or
+    dict as `Weights`, a list of modules as an nn.ModuleList, of tensors as an
+    nn.ParameterList; anything else as it is."""
+    if isinstance(value, nn.Parameter) or isinstance(value, nn.Module):
+        return value
+    if isinstance(value, torch.Tensor):
+        return nn.Parameter(value) if value.is_floating_point() else value
+    if isinstance(value, SimpleNamespace):
+        return Weights(vars(value))
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return Weights(value)
+    if isinstance(value, (list, tuple)) and value:
+        if all(isinstance(v, nn.Module) for v in value):
+            return nn.ModuleList(value)
+        if all(isinstance(v, torch.Tensor) and v.is_floating_point() for v in value):
+            return nn.ParameterList(value)
+    return value
+
+
+def _holds_cells(value) -> bool:
+    """A namespace holding tensors or modules, or a list of modules: a field the Julia text
+    fills with weights or cells, which torch would not see."""
+    if isinstance(value, SimpleNamespace):
+        return any(isinstance(v, (torch.Tensor, nn.Module)) or _holds_cells(v)
+                   for v in vars(value).values())
+    return isinstance(value, (list, tuple)) and bool(value) \
+        and all(isinstance(v, nn.Module) for v in value)
 
 
 # The Julia text calls these as functions of the model: `d2lai.forward(model, X)`, ...

@@ -100,6 +100,16 @@ class AbstractClassifier(AbstractModel):
         log's note on the loss."""
         class_indices(y_hat, y)  # one-hot or fractional labels said as such
         num_classes = getattr(data, "num_classes", None)
+        soft = _soft_labels(y_hat, y)
+        if soft is not None:
+            if type(self).loss is not AbstractClassifier.loss:
+                return f"{type(self).__name__} takes {soft}: loss its own"
+            raise ValueError(
+                f"the labels are {soft} of shape {tuple(y.shape)} (one-hot or smoothed), but "
+                f"{type(self).__name__}'s loss takes class indices of shape "
+                f"{tuple(y.shape[:-1])}: serve y.argmax(-1), or give the model a loss of its "
+                f"own for them, e.g. def loss(self, y_hat, y): return -(y * "
+                f"torch.log_softmax(y_hat, -1)).sum(-1).mean()")
         shape = f"({', '.join(map(str, y.shape))}, {num_classes or 'num_classes'})"
         if not isinstance(y_hat, torch.Tensor) or y_hat.ndim != y.ndim + 1 \
                 or y_hat.shape[:-1] != y.shape:
@@ -219,3 +229,13 @@ def accuracy(*args, averaged: bool = True) -> torch.Tensor:
         return model.accuracy(y_hat, y, averaged)
     correct = (y_hat.argmax(dim=-1) == y).float()
     return correct.mean() if averaged else correct
+
+
+def _soft_labels(y_hat, y) -> str | None:
+    """What float labels shaped like the class scores are ("one-hot labels", "soft labels"),
+    or None for anything else."""
+    if not (isinstance(y_hat, torch.Tensor) and isinstance(y, torch.Tensor)
+            and y.is_floating_point() and y.shape == y_hat.shape and y.ndim >= 2):
+        return None
+    one_hot = bool(((y == 0) | (y == 1)).all()) and bool((y.sum(-1) == 1).all())
+    return "one-hot labels" if one_hot else "soft labels (class probabilities)"

@@ -183,7 +183,8 @@ class MTFraEng(DataModule):
         self.save_hyperparameters(ignore=["root"])
         self._made = _data.MTFraEng(batch_size=batch_size, num_steps=num_steps,
                                     num_train=num_train, num_val=num_val, root=self.root)
-        self.arrays = self._made.arrays  # (N, T), (N, T), (N,), (N, T)
+        n = num_train + num_val  # the vocabularies are the whole file's; the pairs used, these
+        self.arrays = tuple(a[:n] for a in self._made.arrays)  # (N, T), (N, T), (N,), (N, T)
         self.src_vocab, self.tgt_vocab = self._made.src_vocab, self._made.tgt_vocab
 
     def _download(self) -> str:

@@ -196,6 +196,8 @@ class Module(_model.AbstractModel, HyperParameters):
     """The edition's base class of models: `loss`, `forward` (through `self.net`), a training
     step that plots its loss on `self.board`, a validation step, and `configure_optimizers`."""
 
+    fields_are_weights = False  # the edition keeps constants as plain tensors (`self.P`)
+
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
         super().__init__()
         self.save_hyperparameters()
@@ -532,7 +534,7 @@ class Trainer(HyperParameters, _trainer.Trainer):
                                 f"lr=self.lr)")
             _trainer.Trainer.__init__(self, model, data, self.optim, max_epochs=self.max_epochs,
                                       gpu=bool(gpus), gradient_clip_val=self.gradient_clip_val,
-                                      board=False, precision=self.precision,
+                                      board=False, clip="max_norm", precision=self.precision,
                                       compile=self.compile)
             self.train_batch_idx = self.val_batch_idx = 0
             _, self.metrics = _trainer.Trainer.fit(self)

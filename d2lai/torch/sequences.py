@@ -49,6 +49,8 @@ class RNNScratch(_rnn.RNNScratch):
     (num_steps, batch_size, num_inputs). As the edition's, it returns the list of the steps'
     states, each (batch_size, num_hiddens), and the last state."""
 
+    batch_first = False
+
     def forward(self, inputs, state=None):
         outputs, state = super().forward(inputs, state)  # (T, N, H), (N, H)
         return list(outputs), state
@@ -59,6 +61,8 @@ class RNNLMScratch(_rnn.RNNLMScratch, Classifier):
     (N, T, V) of the next token out through W_hq, b_q. It trains with SGD at `lr`, plots its
     perplexity (`train_ppl`, `val_ppl`), and `predict(prefix, num_preds, vocab, device)`
     continues a text greedily."""
+
+    cells_batch_first = False  # the edition's own cells take their steps time first
 
     def training_step(self, batch):
         loss = self.loss(self(*batch[:-1]), batch[-1])
@@ -123,7 +127,7 @@ class LSTM(RNN):
 def grad_clipping(net, theta) -> None:
     """Scale the gradients of `net` (a module, or an object with a list `params`) so that their
     global norm is at most `theta`."""
-    _rnn.clip_gradients(theta, net if isinstance(net, nn.Module) else net.params)
+    _rnn.clip_gradients(theta, net if isinstance(net, nn.Module) else net.params, "max_norm")
 
 
 # --- encoder-decoders ----------------------------------------------------------------------------
