@@ -14,7 +14,8 @@ import numbers
 from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
-           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of"]
+           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "metrics",
+           "batches_of", "optimizer_of"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -200,6 +201,41 @@ def callbacks(value) -> list:
         raise TypeError(f"callbacks must be d2lai.Callback objects, got "
                         f"{', '.join(type(c).__name__ for c in bad)}")
     return value
+
+
+def metrics(value) -> list:
+    """A list of metrics (`d2lai.metrics.Metric`s, torchmetrics objects or functions); one
+    alone is taken as a list of one. Each is checked by `d2lai.metrics.as_metric`."""
+    from .metrics import as_metric
+
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") \
+            or type(value).__module__.startswith("torchmetrics"):
+        value = [value]
+    return [as_metric(m) for m in value]
+
+
+def batches_of(data):
+    """What `Trainer.evaluate(data)` iterates: a data module's validation loader, a loader or
+    an iterable of `(X..., y)` batches as it is (None: the trainer's own validation set)."""
+    import torch
+
+    if data is None:
+        return None
+    if not hasattr(data, "__iter__"):
+        named = getattr(data, "val_dataloader", None)
+        if callable(named):
+            return named()
+        if callable(getattr(data, "get_dataloader", None)):
+            return data.get_dataloader(train=False)
+        raise TypeError(f"evaluate takes a data module, a data loader or batches (X..., y), got "
+                        f"{type(data).__name__}")
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor)
+                                                        for t in data):
+        raise TypeError(f"evaluate got {len(data)} tensors, one split's (X..., y) (such as "
+                        f"data.val), not batches of them: pass the data module, "
+                        f"trainer.evaluate(data), or a loader, d2lai.TensorLoader(data.val, "
+                        f"batchsize=256)")
+    return data
 
 
 def optimizer_of(optimizer, model) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import count, number, positive_int
+from ..metrics import Accuracy, Loss, Perplexity
 from .classifier import AbstractClassifier
 
 __all__ = ["RNNScratch", "LSTMScratch", "GRUScratch", "StackedRNN", "StackedRNNScratch",
@@ -183,7 +184,8 @@ class AbstractRNNClassifier(AbstractClassifier):
     """
 
     output_kind = "logits"
-    train_accuracy = False  # the text reports perplexity, not the accuracy of training
+    # the text reports perplexity; the training batches are not scored for accuracy
+    METRICS = (Loss(), Accuracy(splits=("val",)), Perplexity())
 
     def __init__(self, rnn: nn.Module, vocab_size: int, lr: float = 0.01):
         super().__init__()
@@ -211,11 +213,6 @@ class AbstractRNNClassifier(AbstractClassifier):
     def forward(self, X: torch.Tensor, state=None) -> torch.Tensor:
         rnn_outputs, _ = self.rnn(self.one_hot(X), state)  # (T, N, H)
         return self.output_layer(rnn_outputs)  # (N, T, V)
-
-    def epoch_figures(self, logs: dict) -> dict:
-        """Perplexity: exp of the epoch's mean training and validation losses."""
-        names = {"train_loss": "train_ppl", "val_loss": "val_ppl"}
-        return {ppl: _exp(logs[k]) for k, ppl in names.items() if logs.get(k) is not None}
 
     def check_tokens(self, X: torch.Tensor) -> None:
         """Raise a ValueError unless X holds token indices (N, T) below vocab_size (the values
@@ -347,10 +344,6 @@ def _rnn_sizes(rnn: nn.Module) -> tuple[int, int]:
         raise TypeError(f"cannot tell the sizes of {type(rnn).__name__}: expected nn.RNN, nn.GRU, "
                         f"nn.LSTM, or a module with integer num_inputs and num_hiddens")
     return sizes
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 709 else math.inf  # beyond it math.exp overflows
 
 
 # --- as the Julia text calls them --------------------------------------------------------------
