@@ -1,5 +1,6 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
+from . import metrics
 from .board import ProgressBoard, draw, save_gif, save_plot
 from .callbacks import Callback, CSVLogger, EarlyStopping, LRScheduler, TensorBoardLogger
 from .callbacks.epoch_log import show_logs
@@ -104,6 +105,7 @@ __version__ = "0.1.0"
 
 
 __all__ = [
+    "metrics",
     "DATA_HUB",
     "DATA_URL",
     "download",

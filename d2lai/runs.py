@@ -33,17 +33,17 @@ from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
 from .files import check_output_path, claim, write_json, write_whole
+from .metrics import Accuracy, Loss, MetricList
 from .trainer import Metrics, Trainer
 
 __all__ = ["Run", "grid", "sweep", "RunTable"]
 
-FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
+CLASSIFIER = MetricList([Loss(), Accuracy()])
+FIGURES = tuple(CLASSIFIER.keys())  # every record's; then the fit's other metrics
 COLUMNS = ("run", "epoch", *FIGURES, "epoch_s", "run_s", "status")  # then the settings
 FINISHED = ("ok", "diverged", "failed", "no progress")  # "interrupted" runs are redone
 BAD = ("diverged", "failed", "no progress")
 LEARNING_BUDGET = 500  # optimiser steps after which a run stuck at chance has "failed"
-TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
-        "val_acc": "accuracy/val", "epoch_s": "seconds/epoch"}
 _TRAINER_ARGS = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
 
 
@@ -152,6 +152,8 @@ class _Recorder(Callback):
 
     def on_fit_start(self, trainer) -> None:
         self.start, self.hook = time.perf_counter(), None
+        self.metric_list = trainer.metric_list
+        self.figures = [*FIGURES, *(k for k in trainer.metric_list.keys() if k not in FIGURES)]
         self.classes = getattr(trainer.data, "num_classes", None)
         if self.classes is None:  # else the width of the model's first 2-d output
             self.hook = trainer.model.register_forward_hook(self._width)
@@ -166,13 +168,15 @@ class _Recorder(Callback):
         seconds = (logs["train_s"] + logs["val_s"]) if "train_s" in logs and "val_s" in logs \
             else None
         return {"run": self.run.name, "epoch": epoch,
-                **{k: _finite(logs.get(k)) for k in FIGURES}, "epoch_s": seconds,
+                **{k: _finite(logs.get(k)) for k in self.figures}, "epoch_s": seconds,
                 "run_s": time.perf_counter() - self.start, "status": None, **self.run.columns}
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         self.records.append(self._record(epoch, logs))
         if self.writer:
-            for key, tag in TAGS.items():
+            tags = {k: self.metric_list.tag(k) for k in self.figures} | {
+                "epoch_s": "seconds/epoch"}
+            for key, tag in tags.items():
                 if self.records[-1][key] is not None:
                     self.writer.add_scalar(tag, self.records[-1][key], epoch)
 

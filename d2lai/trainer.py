@@ -387,7 +387,9 @@ class Metrics:
     steps: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     monitor: str | None = None
-    metric_list: MetricList = field(default_factory=lambda: KNOWN, repr=False, compare=False)
+    # each figure's direction ('min' or 'max', as its metric says) and the default monitor
+    modes: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    default_monitor: str | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str):
         """Any other figure of the history at `epoch`: `metrics.val_top5_acc`."""
@@ -399,10 +401,14 @@ class Metrics:
         return values[self.epoch - 1] if 1 <= self.epoch <= len(values) else None
 
     @classmethod
-    def of(cls, history: dict, epochs: int, steps: int, **flags) -> Metrics:
-        """The metrics of the last epoch of `history` (figure name -> a value an epoch)."""
+    def of(cls, history: dict, epochs: int, steps: int, metric_list: MetricList = KNOWN,
+           **flags) -> Metrics:
+        """The metrics of the last epoch of `history` (figure name -> a value an epoch), with
+        the directions of `metric_list`, the fit's metrics."""
         metrics = cls(math.nan, None, math.nan, epochs, steps=steps,
-                      history={k: list(v) for k, v in history.items()}, **flags)
+                      history={k: list(v) for k, v in history.items()},
+                      modes={k: metric_list.mode(k) for k in history},
+                      default_monitor=metric_list.default_monitor(history), **flags)
         return metrics.at_epoch(max(map(len, history.values()), default=0))
 
     def at_epoch(self, epoch: int) -> Metrics:
@@ -428,9 +434,10 @@ class Metrics:
             A `Metrics` whose `epoch` is the best one (the first on ties; non-finite values
             are passed over; 0 if there is none) and whose `monitor` names the figure.
         """
-        monitor = monitor or self.metric_list.default_monitor(self.history)
+        monitor = monitor or self.default_monitor or KNOWN.default_monitor(self.history)
         values = self.history.get(monitor, [])
-        pick = min if self.metric_list.mode(monitor, mode) == "min" else max
+        mode = self.modes.get(monitor, "auto") if mode == "auto" else mode
+        pick = min if KNOWN.mode(monitor, mode) == "min" else max
         finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
         epoch = pick(finite, key=values.__getitem__) + 1 if finite else 0
         return replace(self, monitor=monitor).at_epoch(epoch)
