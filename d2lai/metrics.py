@@ -228,14 +228,15 @@ class MetricList(list):
                            if s in m.splits and hasattr(m, "derive")]
 
     def find(self, key: str) -> tuple[Metric | None, str | None]:
-        """The metric of a figure name and its pass (`val_acc` -> Accuracy, 'val')."""
+        """The metric of a figure name and its pass (`val_acc` -> Accuracy, 'val'); one of
+        the figures every fit knows (`KNOWN`: `lr`, `train_ppl`) if none of this list's."""
         split, _, name = key.partition("_")
         for m in self:
             if m.name == key:
                 return m, None
             if split in SPLITS and m.name == name:
                 return m, split
-        return None, None
+        return (None, None) if self is KNOWN else KNOWN.find(key)
 
     def label(self, key: str) -> str:
         m, split = self.find(key)
