@@ -40,6 +40,7 @@ __all__ = ["Run", "grid", "sweep", "RunTable"]
 
 CLASSIFIER = MetricList([Loss(), Accuracy()])
 FIGURES = tuple(CLASSIFIER.keys())  # every record's; then the fit's other metrics
+TRAIN_LOSS, _, VAL_LOSS, VAL_ACC = FIGURES
 COLUMNS = ("run", "epoch", *FIGURES, "epoch_s", "run_s", "status")  # then the settings
 FINISHED = ("ok", "diverged", "failed", "no progress")  # "interrupted" runs are redone
 BAD = ("diverged", "failed", "no progress")
@@ -216,7 +217,7 @@ def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
     if metrics.diverged or _finite(metrics.train_loss) is None \
             or _finite(metrics.val_loss) is None:
         return "diverged"
-    losses = [r["train_loss"] for r in records]
+    losses = [r[TRAIN_LOSS] for r in records]
     stuck = (metrics.val_acc is not None and classes
              and (metrics.val_acc < 1.5 / classes or metrics.train_loss > math.log(classes))) \
         or (len(losses) >= 2 and not any(loss < losses[0] for loss in losses[1:]))
@@ -442,8 +443,8 @@ def _complete(rows: list[dict]) -> bool:
     if last.get("status") not in FINISHED \
             or not all(k in r for r in rows for k in ("epoch", *FIGURES)):
         return False
-    return last["status"] == "diverged" or (last["train_loss"] is not None
-                                            and last["val_loss"] is not None)
+    return last["status"] == "diverged" or (last[TRAIN_LOSS] is not None
+                                            and last[VAL_LOSS] is not None)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -650,7 +651,7 @@ class RunTable:
             raise ImportError("RunTable.to_pandas needs pandas: pip install pandas") from None
         return pd.DataFrame(self.records, columns=self.columns())
 
-    def plot_curves(self, metric: str | Sequence[str] = "val_acc",
+    def plot_curves(self, metric: str | Sequence[str] = VAL_ACC,
                     path: str | os.PathLike | None = None) -> Figure:
         """`metric` (or one panel a metric) against the epoch, a line a run; failed and
         diverged runs dashed and marked in the legend."""
