@@ -229,8 +229,8 @@ class Trainer:
         return logs
 
     def evaluate(self, data=None, name: str = "val") -> dict[str, float]:
-        """The model's loss (and accuracy) over a whole data set, in evaluation mode, as
-        `validate` computes them, at any time (before, between or after fits).
+        """The fit's metrics (loss, accuracy, yours) over a whole data set, in evaluation mode,
+        as `validate` computes them, at any time (before, between or after fits).
 
         Args:
             data: a data module (its validation set), a data loader or any iterable of
@@ -238,7 +238,7 @@ class Trainer:
             name: the prefix of the figures' names.
 
         Returns:
-            `{f"{name}_loss": ..., f"{name}_acc": ...}` (no accuracy for a regression).
+            `{f"{name}_loss": ..., f"{name}_acc": ..., ...}` (no accuracy for a regression).
 
         >>> trainer.evaluate()                        # {'val_loss': 0.31, 'val_acc': 0.89}
         >>> trainer.evaluate(other.val_dataloader(), name="other")
@@ -280,7 +280,7 @@ class Trainer:
         kind = "train" if train else "validation"
         self.emit(f"on_{kind}_start", loader)
         for batch in loader:
-            batch = self.prepare_batch(batch)
+            batch, self.outputs = self.prepare_batch(batch), None  # outputs: the step's own
             self.emit(f"on_{kind}_batch_start", batch)
             yield batch
 
