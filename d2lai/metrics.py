@@ -208,14 +208,15 @@ def as_metric(m) -> Metric:
 
 
 class MetricList(list):
-    """The metrics of a fit, in order: the model family's, then the trainer's `metrics=`, then
-    the callbacks'. Every figure's title, panel, tag and direction is looked up here."""
+    """The metrics of a fit, in order: the model family's, then the trainer's `metrics=`.
+    Every figure's title, panel, tag and direction is looked up here (those of `KNOWN` for a
+    figure a callback adds, such as `lr`)."""
 
     def __init__(self, metrics: Iterable = ()):
         super().__init__()
         for m in metrics:
             m = as_metric(m)
-            if m.name in (other.name for other in self):
+            if any(m.name == other.name for other in self):
                 raise ValueError(f"two metrics are named {m.name!r}: name one of them "
                                  f"(e.g. FunctionMetric(fn, name='other'))")
             self.append(m)
