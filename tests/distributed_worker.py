@@ -230,7 +230,7 @@ def metrics():
         return (y_hat.argmax(-1) == 0).float().mean()
 
     torch.manual_seed(0)
-    return fit(FiveClasses(), five_class_data(), max_epochs=3, metrics=[
+    return fit(FiveClasses(), five_class_data(), max_epochs=3, verbose=False, metrics=[
         d2lai.metrics.TopKAccuracy(2), MulticlassF1Score(5), first_class])
 
 
