@@ -51,6 +51,12 @@ class Metric:
         higher_is_better: what a monitor maximises (`mode="auto"`).
         splits: the passes it is measured on (None: once an epoch, no pass, as `lr`).
         needs_outputs: whether it reads the model's outputs (else the loss alone).
+
+    >>> class MeanAbsError(Metric):
+    ...     name, panel = "mae", "absolute error"
+    ...     def batch(self, outputs, y, model, loss, reported):
+    ...         return (outputs - y).abs().mean()
+    >>> Trainer(model, data, Descent(0.1), metrics=[MeanAbsError()])   # train_mae, val_mae
     """
 
     name = "metric"
@@ -90,7 +96,12 @@ class Metric:
 
 
 class Loss(Metric):
-    """The model's loss, as its training and validation steps return it."""
+    """The model's loss, as its training and validation steps return it: `train_loss`,
+    `val_loss`. Every family declares it first.
+
+    >>> MetricList([Loss()]).keys()
+    ['train_loss', 'val_loss']
+    """
 
     name, title, panel, group, needs_outputs = "loss", "Loss", "loss", "loss", False
 
@@ -107,7 +118,14 @@ def _scores(outputs, y) -> bool:
 class Accuracy(Metric):
     """The fraction of targets whose largest score is at the label (the model's `accuracy`,
     which may mask padding); in validation, the accuracy the step reports (none if it returns
-    its loss alone, as the book's steps that plot their own figures)."""
+    its loss alone, as the book's steps that plot their own figures).
+
+    Args:
+        splits: the passes it is measured on (a language model: validation only).
+
+    >>> Accuracy(splits=("val",)).keys()
+    ['val_acc']
+    """
 
     name, title, panel, group, higher_is_better = "acc", "Acc", "accuracy", "accuracy", True
 
@@ -122,7 +140,14 @@ class Accuracy(Metric):
 
 
 class TopKAccuracy(Metric):
-    """The fraction of targets whose label is among the `k` largest scores: `top5_acc`."""
+    """The fraction of targets whose label is among the `k` largest scores: `top5_acc`.
+
+    Args:
+        k: how many of the largest scores count (all of them if there are fewer classes).
+        splits: the passes it is measured on.
+
+    >>> Trainer(model, data, Descent(0.1), metrics=[TopKAccuracy(5)])   # metrics.val_top5_acc
+    """
 
     panel, higher_is_better = "accuracy", True
 
@@ -140,7 +165,18 @@ class TopKAccuracy(Metric):
 
 
 class FunctionMetric(Metric):
-    """A plain function `(outputs, targets) -> number`, averaged over the samples."""
+    """A plain function `(outputs, targets) -> number` (a batch's mean), averaged over the
+    samples; `Trainer(metrics=[fn])` wraps a function so.
+
+    Args:
+        fn: the function.
+        name: the figure's name (default: the function's; a lambda needs one).
+        higher_is_better: what a monitor maximises.
+        splits: the passes it is measured on.
+
+    >>> FunctionMetric(lambda y_hat, y: (y_hat.argmax(-1) == 0).float().mean(), "zeros")
+    FunctionMetric('zeros')
+    """
 
     def __init__(self, fn: Callable, name: str | None = None, higher_is_better: bool = False,
                  splits: tuple = ("train", "val")):
@@ -156,7 +192,11 @@ class FunctionMetric(Metric):
 
 
 class Perplexity(Metric):
-    """exp of a pass's mean loss: a language model's figure, derived at the end of the pass."""
+    """exp of a pass's mean loss: a language model's figure, derived from the epoch's loss.
+
+    >>> MetricList([Loss(), Perplexity()]).derive({"val_loss": 0.0})
+    {'val_ppl': 1.0}
+    """
 
     name, title, panel, group, needs_outputs = "ppl", "Ppl", "perplexity", "perplexity", False
     of = "loss"
@@ -168,14 +208,28 @@ class Perplexity(Metric):
 
 
 class LearningRate(Metric):
-    """The rate an epoch ended with; set by `LRScheduler`, measured on no pass."""
+    """The rate an epoch ended with; set by `LRScheduler`, measured on no pass.
+
+    >>> KNOWN.label("lr"), KNOWN.panel("lr")
+    ('LR', 'learning rate')
+    """
 
     name, title, panel, group, splits = "lr", "LR", "learning rate", "lr", (None,)
 
 
 class TorchMetric(Metric):
     """A `torchmetrics.Metric` as it is: `update(outputs, targets)` each batch, `compute()`
-    at the end of the pass (summed over the ranks by torchmetrics itself under torchrun)."""
+    at the end of the pass (summed over the ranks by torchmetrics itself under torchrun); a
+    fresh copy each pass. Its direction is the object's `higher_is_better`.
+
+    Args:
+        metric: the torchmetrics object (`Trainer(metrics=[obj])` wraps it so).
+        name: the figure's name (default: from its class, `MulticlassF1Score` -> `f1_score`).
+        splits: the passes it is measured on.
+
+    >>> TorchMetric(MulticlassF1Score(10)).keys()
+    ['train_f1_score', 'val_f1_score']
+    """
 
     def __init__(self, metric, name: str | None = None, splits: tuple = ("train", "val")):
         self.metric, self.splits = metric, tuple(splits)
@@ -195,7 +249,12 @@ def _snake(name: str) -> str:
 
 
 def as_metric(m) -> Metric:
-    """A `Metric`, a `torchmetrics.Metric` or a function `(outputs, targets) -> number`."""
+    """`m` as a `Metric`: a `Metric` as it is, a `torchmetrics.Metric` as a `TorchMetric`, a
+    function `(outputs, targets) -> number` as a `FunctionMetric`; a TypeError otherwise.
+
+    >>> as_metric(TopKAccuracy(5)).name
+    'top5_acc'
+    """
     if isinstance(m, Metric):
         return m
     if type(m).__module__.startswith("torchmetrics"):
@@ -210,7 +269,16 @@ def as_metric(m) -> Metric:
 class MetricList(list):
     """The metrics of a fit, in order: the model family's, then the trainer's `metrics=`.
     Every figure's title, panel, tag and direction is looked up here (those of `KNOWN` for a
-    figure a callback adds, such as `lr`)."""
+    figure a callback adds, such as `lr`).
+
+    Args:
+        metrics: `Metric`s, torchmetrics objects or functions (see `as_metric`); two of one
+            name are refused.
+
+    >>> fit = MetricList([Loss(), Accuracy(), TopKAccuracy(5)])
+    >>> fit.label("val_top5_acc"), fit.panel("val_top5_acc"), fit.mode("val_top5_acc")
+    ('Val Top-5 Acc', 'accuracy', 'max')
+    """
 
     def __init__(self, metrics: Iterable = ()):
         super().__init__()
@@ -300,7 +368,11 @@ KNOWN = MetricList([Loss(), Accuracy(), Perplexity(), LearningRate()])
 
 
 def of(trainer) -> MetricList:
-    """The metric list of `trainer`'s fit (the figures every fit knows, for a stand-in)."""
+    """The metric list of `trainer`'s fit (the figures every fit knows, for a stand-in).
+
+    >>> of(trainer).format({"val_loss": 0.3})
+    'Val Loss: 0.3000'
+    """
     return getattr(trainer, "metric_list", KNOWN)
 
 
@@ -316,6 +388,12 @@ class Measure:
     Per-batch means are added, times their weight, into 0-d float64 tensors on the device (no
     sync per batch, no half-precision overflow); `compute` divides once, summed over the ranks
     under torchrun. torchmetrics objects keep their own state.
+
+    Args:
+        metrics: the fit's metrics; those measured on `split` are.
+        split: "train", "val" or "test" (the validation metrics, named `test_...`).
+        model: the model (its `accuracy`).
+        device: where the sums are kept (the model's).
 
     >>> measure = Measure(trainer.metrics, "val", model, device)
     >>> for batch in batches: measure.update(outputs, batch, model.validation_step(batch))

@@ -367,7 +367,10 @@ class Metrics:
 
     `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the figures;
     `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
-    ended; `monitor`: the figure `best()` chose the epoch by.
+    ended; `monitor`: the figure `best()` chose the epoch by; `modes`: each figure's
+    direction ('min' or 'max', as its metric says) and `default_monitor` the figure `best()`
+    takes when none is named (both from the fit's metrics). Any other figure of the history
+    is an attribute too: `metrics.val_top5_acc`.
 
     >>> model, metrics = d2lai.fit(trainer)
     >>> metrics.val_acc, metrics.epoch            # the last epoch's

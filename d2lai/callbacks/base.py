@@ -122,8 +122,8 @@ def default_monitor(names, metric_list: MetricList = KNOWN) -> str:
 
 
 def monitor_mode(monitor: str, mode: str = "auto", metric_list: MetricList = KNOWN) -> str:
-    """'min' or 'max' for figure `monitor`: `mode` itself, or for 'auto' what its metric says
-    (accuracies are maximised, losses minimised).
+    """'min' or 'max' for figure `monitor`: `mode` itself, or for 'auto' what its metric in
+    `metric_list` (the fit's metrics) says: accuracies are maximised, losses minimised.
 
     >>> monitor_mode("val_acc")
     'max'

@@ -29,7 +29,8 @@ def summary_writer():
 
 
 def tag(name: str, metric_list: MetricList = KNOWN) -> str:
-    """The TensorBoard tag of figure `name`, as its metric says: `train_loss` -> `loss/train`,
+    """The TensorBoard tag of figure `name`, as its metric in `metric_list` (the fit's
+    metrics) says: `train_loss` -> `loss/train`,
     `val_acc` -> `accuracy/val`, `val_top5_acc` -> `top5_acc/val`; the passes of one metric
     share a chart.
 
