@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = parser("metric_cost", __doc__.splitlines()[0])
     p.add_argument("--batches", type=positive, default=2000, help="batches a timing")
     p.add_argument("--rounds", type=positive, default=5, help="timings of each set")
+    p.add_argument("--steps", type=positive, default=50, help="training steps a timing")
     p.add_argument("--threads", type=positive, default=1, help="torch threads")
     add_json(p, "metric_cost")
     args = p.parse_args(argv)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, metrics in metric_sets(model).items():
         measure = Measure(metrics, "train", model, device)
         cases[name] = lambda m=measure: m.update(outputs, batch, loss)
-    step_us = statistics.median(time_it(train_step, 50) for _ in range(args.rounds))
+    step_us = statistics.median(time_it(train_step, args.steps) for _ in range(args.rounds))
     times = {name: [] for name in cases}
     for r in range(args.rounds):
         for name in rotated(list(cases), r):

@@ -228,3 +228,17 @@ def test_a_metric_list_titles_draws_and_ranks_every_figure():
     lm = MetricList(d2lai.AbstractRNNClassifier.METRICS)
     assert lm.derive({"train_loss": 1.0, "val_loss": 2.0}) == pytest.approx(
         {"train_ppl": math.e, "val_ppl": math.exp(2)})
+
+
+def test_the_metric_cost_benchmark_times_each_set_beside_a_step(tmp_path, capsys):
+    pytest.importorskip("torchmetrics")
+    from bench.metric_cost import main
+
+    report = main(["--batches", "3", "--rounds", "1", "--steps", "2", "--json",
+                   str(tmp_path / "cost.json")])
+    rows = report["metrics"]
+    assert list(rows) == ["before: two in-place sums", "family (loss, accuracy)",
+                          "family + top-5", "family + top-5 + torchmetrics F1"]
+    assert all(r["us_per_batch"] > 0 and r["share_of_step"] == pytest.approx(
+        r["us_per_batch"] / report["step_us"]) for r in rows.values())
+    assert (tmp_path / "cost.json").is_file() and "us/batch" in capsys.readouterr().out
