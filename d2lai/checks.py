@@ -15,7 +15,7 @@ from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
            "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "metrics",
-           "batches_of", "optimizer_of"]
+           "optimizer_of", "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -214,30 +214,6 @@ def metrics(value) -> list:
     return [as_metric(m) for m in value]
 
 
-def batches_of(data):
-    """What `Trainer.evaluate(data)` iterates: a data module's validation loader, a loader or
-    an iterable of `(X..., y)` batches as it is (None: the trainer's own validation set)."""
-    import torch
-
-    if data is None:
-        return None
-    if not hasattr(data, "__iter__"):
-        named = getattr(data, "val_dataloader", None)
-        if callable(named):
-            return named()
-        if callable(getattr(data, "get_dataloader", None)):
-            return data.get_dataloader(train=False)
-        raise TypeError(f"evaluate takes a data module, a data loader or batches (X..., y), got "
-                        f"{type(data).__name__}")
-    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor)
-                                                        for t in data):
-        raise TypeError(f"evaluate got {len(data)} tensors, one split's (X..., y) (such as "
-                        f"data.val), not batches of them: pass the data module, "
-                        f"trainer.evaluate(data), or a loader, d2lai.TensorLoader(data.val, "
-                        f"batchsize=256)")
-    return data
-
-
 def optimizer_of(optimizer, model) -> None:
     """Refuse a torch optimiser that holds none of the model's parameters."""
     import torch
@@ -249,3 +225,23 @@ def optimizer_of(optimizer, model) -> None:
             raise ValueError(f"the optimiser holds none of {type(model).__name__}'s "
                              f"parameters (was it built over another model?): build it over "
                              f"model.parameters(), or pass a rule such as Descent(0.1)")
+
+
+def evaluation_data(data) -> None:
+    """Refuse what `trainer.evaluate` cannot read: it takes None, a data module, a data loader
+    or an iterable of `(X..., y)` batches (a split's tuple of tensors is no batches)."""
+    import torch
+
+    if data is None or callable(getattr(data, "val_dataloader", None)) \
+            or callable(getattr(data, "get_dataloader", None)):
+        return
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        raise ArgumentError(f"evaluate got a {type(data).__name__} of {len(data)} tensors (a "
+                            f"split such as data.val), not batches of it: pass the data module, "
+                            f"or d2lai.TensorLoader(data.val, batchsize)")
+    if not hasattr(data, "__iter__") or isinstance(data, (str, bytes, torch.Tensor)):
+        raise ArgumentError(f"evaluate takes a data module, a data loader or an iterable of "
+                            f"(X..., y) batches, got {type(data).__name__}")
+    if hasattr(data, "__len__") and len(data) == 0:
+        raise ArgumentError(f"evaluate got no batches (an empty {type(data).__name__}): pass "
+                            f"a loader of at least one batch")

@@ -4,10 +4,12 @@ benchmarks and quick runs on machines without the real files."""
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import random
 import re
 import struct
+import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -15,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["write_idx", "write_fake_mnist", "write_fake_fashion_mnist", "write_fake_time_machine",
-           "write_fake_fra_eng", "write_fake_airfoil", "write_fake_house_prices"]
+           "write_fake_fra_eng", "write_fake_airfoil", "write_fake_house_prices",
+           "write_fake_hotdog", "write_fake_bananas", "write_fake_voc2012",
+           "write_fake_cifar10_tiny", "write_fake_dog_tiny", "write_fake_pretrained"]
 
 
 def write_idx(path: str | os.PathLike, array) -> None:
@@ -201,3 +205,246 @@ def write_fake_house_prices(root: str | os.PathLike, num_train: int = 1460, num_
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         paths.append(path)
     return paths[0], paths[1]
+
+
+# --- the computer-vision chapter's data sets ------------------------------------------------------
+
+def _shape_image(rng: np.random.Generator, height: int, width: int, background, color,
+                 box=None) -> tuple[np.ndarray, np.ndarray]:
+    """An RGB uint8 image: a smooth background of colour `background` with noise, and an
+    ellipse of colour `color` filling `box` (x1, y1, x2, y2; default: a random box). Also
+    the ellipse's mask (H, W) of bools."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    shade = (0.8 + 0.4 * xx / max(width - 1, 1))[..., None]
+    noise = rng.normal(0, 12, (height // 4 + 1, width // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)
+    img = np.asarray(background, np.float32) * shade + noise[:height, :width]  # 4x4 speckles
+    if box is None:
+        w, h = rng.integers(width // 4, width // 2 + 1), rng.integers(height // 4, height // 2 + 1)
+        x1, y1 = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
+        box = (x1, y1, x1 + w, y1 + h)
+    x1, y1, x2, y2 = box
+    cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, max((x2 - x1) / 2, 1), max((y2 - y1) / 2, 1)
+    mask = ((xx + 0.5 - cx) / rx) ** 2 + ((yy + 0.5 - cy) / ry) ** 2 <= 1
+    img[mask] = np.asarray(color, np.float32) + noise[:height, :width][::-1, ::-1][mask]
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def _png_bytes(array: np.ndarray, palette=None, fmt: str = "PNG") -> bytes:
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray(array, mode="P" if palette is not None else None)
+    if palette is not None:
+        img.putpalette(palette)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> Path:
+    """Write `files` (name in the archive: contents) as the zip `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
+def write_fake_hotdog(root: str | os.PathLike, num_train: int = 20, num_test: int = 10,
+                      seed: int = 0) -> Path:
+    """Write a stand-in for the fine-tuning section's hot-dog data as root/hotdog.zip, in its
+    layout: hotdog/{train,test}/{hotdog,not-hotdog}/K.png, `num_train` and `num_test` images of
+    each class, of varied sizes. A hot dog is a long red-brown ellipse on a pale background; the
+    other class, a round green or blue blob. Returns the zip's path."""
+    rng = np.random.default_rng(seed)
+    files, k = {}, 0
+    for split, n in (("train", num_train), ("test", num_test)):
+        for cls in ("hotdog", "not-hotdog"):
+            for _ in range(n):
+                h, w = int(rng.integers(96, 161)), int(rng.integers(96, 161))
+                if cls == "hotdog":
+                    box = (w // 8, h // 3, w - w // 8, h - h // 3)
+                    color = (170 + rng.integers(-20, 20), 70, 40)
+                else:
+                    s = min(h, w) // 3
+                    box = (w // 2 - s, h // 2 - s, w // 2 + s, h // 2 + s)
+                    color = (int(rng.integers(0, 120)), int(rng.integers(100, 256)),
+                             int(rng.integers(100, 256)))
+                img, _ = _shape_image(rng, h, w, (230, 225, 210), color, box)
+                files[f"hotdog/{split}/{cls}/{k}.png"] = _png_bytes(img)
+                k += 1
+    return _zip(Path(root) / "hotdog.zip", files)
+
+
+def write_fake_bananas(root: str | os.PathLike, num_train: int = 100, num_val: int = 10,
+                       seed: int = 0) -> Path:
+    """Write a stand-in for the banana-detection data as root/banana-detection.zip, in its
+    layout: banana-detection/bananas_{train,val}/images/K.png (256 x 256 RGB) and label.csv
+    (img_name,label,xmin,ymin,xmax,ymax, pixels; label 0). Each image holds one yellow banana
+    (an ellipse) in its box on a random background. Returns the zip's path."""
+    rng = np.random.default_rng(seed)
+    files = {}
+    for split, n in (("bananas_train", num_train), ("bananas_val", num_val)):
+        rows = ["img_name,label,xmin,ymin,xmax,ymax"]
+        for k in range(n):
+            w, h = int(rng.integers(30, 90)), int(rng.integers(30, 90))
+            x1, y1 = int(rng.integers(0, 256 - w)), int(rng.integers(0, 256 - h))
+            background = tuple(int(c) for c in rng.integers(30, 160, 3))
+            img, _ = _shape_image(rng, 256, 256, background, (235, 210, 50),
+                                  (x1, y1, x1 + w, y1 + h))
+            files[f"banana-detection/{split}/images/{k}.png"] = _png_bytes(img)
+            rows.append(f"{k}.png,0,{x1},{y1},{x1 + w},{y1 + h}")
+        files[f"banana-detection/{split}/label.csv"] = ("\n".join(rows) + "\n").encode()
+    return _zip(Path(root) / "banana-detection.zip", files)
+
+
+_VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
+                [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0],
+                [192, 128, 0], [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128],
+                [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]]
+
+
+def write_fake_voc2012(root: str | os.PathLike, num_train: int = 88, num_val: int = 44,
+                       seed: int = 0) -> Path:
+    """Write a stand-in for Pascal VOC2012's segmentation data as
+    root/VOCtrainval_11-May-2012.tar, in its layout: VOCdevkit/VOC2012/ImageSets/Segmentation/
+    {train,val}.txt naming the images, JPEGImages/NAME.jpg and SegmentationClass/NAME.png (a
+    palette PNG: index 0 background, 1-20 the classes, 255 the outline, VOC's colours).
+
+    Most images are landscape, 320-375 x 480-500 as most of VOC's; every fourth is portrait
+    (500 x 333), too narrow for the book's 320 x 480 crops (as about a quarter of VOC's are).
+    Each holds one to three objects painted near their class's colour, so a segmentation net
+    can learn them. Returns the tar's path."""
+    rng = np.random.default_rng(seed)
+    palette = [c for rgb in _VOC_PALETTE for c in rgb] + [0, 0, 0] * (255 - 21) + [224, 224, 192]
+    base = "VOCdevkit/VOC2012"
+    files: dict[str, bytes] = {}
+    for split, n, year in (("train", num_train, 2007), ("val", num_val, 2008)):
+        names = []
+        for k in range(n):
+            name = f"{year}_{k:06d}"
+            h, w = (500, 333) if k % 4 == 3 else (int(rng.integers(320, 376)),
+                                                    int(rng.integers(480, 501)))
+            img, _ = _shape_image(rng, h, w, (110, 120, 110), (110, 120, 110), (0, 0, 1, 1))
+            label = np.zeros((h, w), np.uint8)
+            for _ in range(int(rng.integers(1, 4))):
+                cls = int(rng.integers(1, 21))
+                color = [int(0.7 * c + 40) for c in _VOC_PALETTE[cls]]
+                obj, mask = _shape_image(rng, h, w, (0, 0, 0), color)
+                edge = mask & ~(np.roll(mask, 2, 0) & np.roll(mask, -2, 0) & np.roll(mask, 2, 1)
+                                & np.roll(mask, -2, 1))
+                img[mask], label[mask], label[edge] = obj[mask], cls, 255
+            files[f"{base}/JPEGImages/{name}.jpg"] = _png_bytes(img, fmt="JPEG")
+            files[f"{base}/SegmentationClass/{name}.png"] = _png_bytes(label, palette)
+            names.append(name)
+        files[f"{base}/ImageSets/Segmentation/{split}.txt"] = ("\n".join(names) + "\n").encode()
+    path = Path(root) / "VOCtrainval_11-May-2012.tar"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    with tarfile.open(path, "w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return path
+
+
+_CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+            "truck"]
+
+
+def write_fake_cifar10_tiny(root: str | os.PathLike, num_train: int = 400, num_test: int = 5,
+                            seed: int = 0) -> Path:
+    """Write a stand-in for the Kaggle CIFAR-10 sample as root/kaggle_cifar10_tiny.zip, in its
+    layout: kaggle_cifar10_tiny/trainLabels.csv (id,label), train/ID.png and test/ID.png,
+    32 x 32 RGB, ids from 1. The ten classes come equally often, each a blob of its own colour
+    and place. Returns the zip's path."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(num_train) % 10)
+    files, rows = {}, ["id,label"]
+    colors = rng.integers(0, 256, (10, 3))
+    for split, n in (("train", num_train), ("test", num_test)):
+        for i in range(1, n + 1):
+            c = int(labels[i - 1]) if split == "train" else int(rng.integers(0, 10))
+            x, y = 4 + 6 * (c % 4), 4 + 8 * (c // 4)
+            img, _ = _shape_image(rng, 32, 32, (128, 128, 128), colors[c], (x, y, x + 12, y + 12))
+            files[f"kaggle_cifar10_tiny/{split}/{i}.png"] = _png_bytes(img)
+            if split == "train":
+                rows.append(f"{i},{_CIFAR10[c]}")
+    files["kaggle_cifar10_tiny/trainLabels.csv"] = ("\n".join(rows) + "\n").encode()
+    return _zip(Path(root) / "kaggle_cifar10_tiny.zip", files)
+
+
+_DOG_BREEDS = ["affenpinscher", "afghan_hound", "african_hunting_dog", "airedale",
+               "american_staffordshire_terrier", "appenzeller", "australian_terrier",
+               "basenji", "basset", "beagle", "bedlington_terrier", "bernese_mountain_dog",
+               "black-and-tan_coonhound", "blenheim_spaniel", "bloodhound", "bluetick",
+               "border_collie", "border_terrier", "borzoi", "boston_bull",
+               "bouvier_des_flandres", "boxer", "brabancon_griffon", "briard",
+               "brittany_spaniel", "bull_mastiff", "cairn", "cardigan",
+               "chesapeake_bay_retriever", "chihuahua", "chow", "clumber", "cocker_spaniel",
+               "collie", "curly-coated_retriever", "dandie_dinmont", "dhole", "dingo",
+               "doberman", "english_foxhound"]
+
+
+def write_fake_dog_tiny(root: str | os.PathLike, num_breeds: int = 34, per_breed: int = 6,
+                        num_test: int = 10, seed: int = 0) -> Path:
+    """Write a stand-in for the Kaggle dog-breed sample as root/kaggle_dog_tiny.zip, in its
+    layout: kaggle_dog_tiny/labels.csv (id,breed), train/ID.jpg and test/ID.jpg with 32-digit
+    hexadecimal ids; `per_breed` images of each of the first `num_breeds` (at most 40) of the
+    real breed names, of varied sizes. Returns the zip's path."""
+    if not 1 <= num_breeds <= len(_DOG_BREEDS):
+        raise ValueError(f"num_breeds must be from 1 to {len(_DOG_BREEDS)}, got {num_breeds}")
+    rng = np.random.default_rng(seed)
+    files, rows = {}, ["id,breed"]
+    colors = rng.integers(0, 256, (num_breeds, 3))
+    for split, n in (("train", num_breeds * per_breed), ("test", num_test)):
+        for k in range(n):
+            ident = "".join(rng.choice(list("0123456789abcdef"), 32))
+            b = k % num_breeds if split == "train" else int(rng.integers(0, num_breeds))
+            h, w = int(rng.integers(200, 321)), int(rng.integers(200, 321))
+            img, _ = _shape_image(rng, h, w, (90, 140, 90), colors[b])
+            files[f"kaggle_dog_tiny/{split}/{ident}.jpg"] = _png_bytes(img, fmt="JPEG")
+            if split == "train":
+                rows.append(f"{ident},{_DOG_BREEDS[b]}")
+    files["kaggle_dog_tiny/labels.csv"] = ("\n".join(rows) + "\n").encode()
+    return _zip(Path(root) / "kaggle_dog_tiny.zip", files)
+
+
+def _pooled(t, pool_size: int = 1 << 16):
+    """`t`'s values drawn from a pool of at most `pool_size` of them: a strided view of the
+    pool (the outer rows shifted copies), so that torch.save writes only the pool."""
+    import torch
+
+    if t.numel() <= pool_size or t.ndim < 2:
+        return t.clone()
+    block = math.prod(t.shape[1:])
+    step = max(1, (pool_size - block) // (t.shape[0] - 1))
+    pool = t.flatten()[:(t.shape[0] - 1) * step + block].clone()
+    inner = torch.empty(t.shape[1:]).stride()
+    return pool.as_strided(t.shape, (step, *inner))
+
+
+def write_fake_pretrained(torch_home: str | os.PathLike,
+                          archs=("resnet18", "resnet34", "vgg19"), seed: int = 0) -> list[Path]:
+    """Write stand-ins for torchvision's ImageNet weights of `archs` where torch.hub looks for
+    them, TORCH_HOME/hub/checkpoints/NAME-HASH.pth, so that `torchvision.models.resnet18(
+    pretrained=True)` (or `weights=...`) loads them offline. The weights are freshly
+    initialised, not trained; each large tensor is a strided view of 65536 values, so the files
+    stay small. Returns the paths written."""
+    import torch
+    import torchvision
+
+    paths = []
+    for arch in archs:
+        builder = getattr(torchvision.models, arch)
+        weights = torchvision.models.get_model_weights(builder).IMAGENET1K_V1
+        torch.manual_seed(seed)
+        state = {k: _pooled(v) for k, v in builder().state_dict().items()}
+        path = Path(torch_home) / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+        paths.append(path)
+    return paths

@@ -33,6 +33,7 @@ from .callbacks import (
     MonitorCallback,
     ProgressBar,
     ReduceFigures,
+    SeededShuffle,
 )
 from .callbacks.epoch_log import show_logs
 from .device import check_seed, get_device, seed
@@ -71,7 +72,8 @@ class Trainer:
         checkpoint: save model, optimiser, history and random state there after every epoch.
         resume: go on from `checkpoint` (an error if it does not exist).
         override_opt: resume with another rule than the checkpoint's.
-        seed: seed everything before the first fit (shuffles included).
+        seed: seed everything before the first fit; each epoch's shuffled order is drawn from
+            the seed and the epoch, as the ranks draw it under torchrun.
         callbacks: `d2lai.Callback`s (or one): `EarlyStopping`, `CSVLogger`,
             `TensorBoardLogger`, `LRScheduler`, your own; run in their `order`.
         max_steps: stop after this many optimiser steps (batches) in all.
@@ -111,7 +113,7 @@ class Trainer:
         if resume and checkpoint is None:
             raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
         self.seed = None if seed is None else check_seed(seed)
-        callbacks = checks.callbacks(callbacks)
+        callbacks = self.given_callbacks = checks.callbacks(callbacks)  # part of the run
         self.model, self.data, self.opt = model, data, opt
         self.max_epochs, self.max_steps = args["max_epochs"], args["max_steps"]
         self.gpu, self.verbose, self.print_every = args["gpu"], args["verbose"], print_every
@@ -120,15 +122,16 @@ class Trainer:
         self.monitor = monitors[0].monitor if monitors else None  # None: the family's default
         self.metric_list = MetricList([*getattr(model, "METRICS", (Loss(), Accuracy())),
                                        *checks.metrics(metrics)])
-        self.board = ProgressBoard("epoch", yscale=check_scale("board_yscale", board_yscale),
-                                   title=type(model).__name__,
+        yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
+        self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
                                    panel_of=self.metric_list.panel) if board else None
         self.outputs = None  # the model's outputs of the batch at hand
         own = [BatchChecks(), DivergenceWatch(on_diverge), EpochLog(),
                *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
-               *([DataParallel(), ReduceFigures()] if distributed.launched() else [])]
+               *([DataParallel(), ReduceFigures()] if distributed.launched() else
+                 [SeededShuffle()])]
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
@@ -243,7 +246,10 @@ class Trainer:
         >>> trainer.evaluate()                        # {'val_loss': 0.31, 'val_acc': 0.89}
         >>> trainer.evaluate(other.val_dataloader(), name="other")
         """
-        data = checks.batches_of(data)
+        checks.evaluation_data(data)
+        if data is not None and not hasattr(data, "__iter__"):
+            named = getattr(data, "val_dataloader", None)
+            data = named() if callable(named) else data.get_dataloader(train=False)
         self.device = get_device(self.gpu)
         self.model.to(self.device)
         params = next(iter(self.model.parameters()), None)

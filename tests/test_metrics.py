@@ -126,11 +126,11 @@ def test_what_is_not_a_metric_is_refused_with_what_to_do(tiny_data):
 
 def test_evaluate_takes_a_data_module_or_batches_and_says_so_for_a_split(tiny_data):
     trainer = d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1), verbose=False)
-    with pytest.raises(TypeError, match=r"evaluate got 2 tensors, one split's \(X..., y\) "
-                                        r"\(such as data.val\), not batches of them"):
+    with pytest.raises(TypeError, match=r"evaluate got a tuple of 2 tensors \(a split such "
+                                        r"as data.val\), not batches of it"):
         trainer.evaluate(tiny_data.val)
-    with pytest.raises(TypeError, match="evaluate takes a data module, a data loader or "
-                                        "batches"):
+    with pytest.raises(TypeError, match="evaluate takes a data module, a data loader or an "
+                                        "iterable of"):
         trainer.evaluate(3)
     by_module = trainer.evaluate(tiny_data)
     by_loader = trainer.evaluate(tiny_data.val_dataloader())

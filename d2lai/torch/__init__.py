@@ -12,11 +12,12 @@ recurrent nets, encoder-decoders and attention).
 
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
-attention), `optimization` and `performance`, `plotting`; `utils` holds the function-style
+attention), `optimization` and `performance`, `vision` (boxes, anchors, detection and
+segmentation data, `train_ch13`), `plotting`; `utils` holds the function-style
 utilities of the first chapters that the later ones reuse.
 """
 
-from . import data, models, optimization, performance, plotting, sequences, tensors, utils
+from . import data, models, optimization, performance, plotting, sequences, tensors, utils, vision
 from .data import *  # noqa: F403
 from .models import *  # noqa: F403
 from .optimization import *  # noqa: F403
@@ -68,6 +69,7 @@ from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
     zeros_like,
 )
 from .utils import *  # noqa: F403
+from .vision import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
-           + sequences.__all__ + optimization.__all__ + performance.__all__)
+           + sequences.__all__ + optimization.__all__ + performance.__all__ + vision.__all__)

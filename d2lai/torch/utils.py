@@ -187,28 +187,46 @@ def train_ch6(net: nn.Module, train_iter, test_iter, num_epochs: int, lr: float,
     net.to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
     loss = nn.CrossEntropyLoss()
-    animator = Animator(xlabel="epoch", xlim=[1, num_epochs],
-                        legend=["train loss", "train acc", "test acc"])
-    timer, num_batches = Timer(), len(train_iter)
-    for epoch in range(num_epochs):
-        metric = Accumulator(3)  # summed loss, right predictions, examples
+
+    def step(X, y):
         net.train()
+        optimizer.zero_grad()
+        X, y = X.to(device), y.to(device)
+        y_hat = net(X)
+        l = loss(y_hat, y)  # noqa: E741 (the book's name)
+        l.backward()
+        optimizer.step()
+        return l.detach() * X.shape[0], accuracy(y_hat, y)
+
+    _train_epochs(net, train_iter, test_iter, num_epochs, device, step)
+
+
+def _train_epochs(net: nn.Module, train_iter, test_iter, num_epochs: int, on, step,
+                  ylim=None) -> None:
+    """The function-style training loop of `train_ch6` and `train_ch13`: `step(X, y)` trains on
+    one batch and returns (summed loss, right predictions); training loss and accuracy are
+    drawn five times an epoch, test accuracy after each, and the last figures printed with
+    the examples per second on `on`."""
+    num_epochs = positive_int("num_epochs", num_epochs)
+    num_batches = len(train_iter)
+    if num_batches == 0:
+        raise ValueError("train_iter gives no batches: the training set is smaller than one "
+                         "batch (with drop_last=True) or empty")
+    animator = Animator(xlabel="epoch", xlim=[1, num_epochs], ylim=ylim,
+                        legend=["train loss", "train acc", "test acc"])
+    timer = Timer()
+    for epoch in range(num_epochs):
+        metric = Accumulator(4)  # summed loss, right predictions, examples, predictions
         for i, (X, y) in enumerate(train_iter):
             timer.start()
-            optimizer.zero_grad()
-            X, y = X.to(device), y.to(device)
-            y_hat = net(X)
-            l = loss(y_hat, y)  # noqa: E741 (the book's name)
-            l.backward()
-            optimizer.step()
-            with torch.no_grad():
-                metric.add(l * X.shape[0], accuracy(y_hat, y), X.shape[0])
+            l, acc = step(X, y)  # noqa: E741 (the book's name)
+            metric.add(l, acc, y.shape[0], y.numel())
             timer.stop()
-            train_l, train_acc = metric[0] / metric[2], metric[1] / metric[2]
             if (i + 1) % max(1, num_batches // 5) == 0 or i == num_batches - 1:
-                animator.add(epoch + (i + 1) / num_batches, (train_l, train_acc, None))
+                animator.add(epoch + (i + 1) / num_batches,
+                             (metric[0] / metric[2], metric[1] / metric[3], None))
         test_acc = evaluate_accuracy_gpu(net, test_iter)
         animator.add(epoch + 1, (None, None, test_acc))
-    print(f"loss {train_l:.3f}, train acc {train_acc:.3f}, test acc {test_acc:.3f}")
-    print(f"{metric[2] * num_epochs / timer.sum():.1f} examples/sec on {device}")
-
+    print(f"loss {metric[0] / metric[2]:.3f}, train acc {metric[1] / metric[3]:.3f}, "
+          f"test acc {test_acc:.3f}")
+    print(f"{metric[2] * num_epochs / timer.sum():.1f} examples/sec on {on}")
