@@ -36,6 +36,7 @@ from chapters.cli import (
     load_data,
     positive_int,
     run,
+    speed,
     text_flags,
     write_or_say,
 )
@@ -119,10 +120,11 @@ def held_out_pairs(data: d2lai.MTFraEng, n: int) -> tuple[list[str], list[str]]:
 
 
 def attention_heatmap(name: str, model: Seq2Seq, data: d2lai.MTFraEng, en: str, fr: str,
-                      path: Path) -> tuple[int, ...]:
-    """Draw the attention weights of translating `en` to `path`: for the RNN, the decoder's
-    weight on each source position at each step; for the transformer, each head of each
-    encoder block over the source. Returns the shape drawn (rows, cols, queries, keys)."""
+                      path: Path | None, fig=None) -> tuple[int, ...]:
+    """Draw the attention weights of translating `en` to `path` (and into the matplotlib
+    figure `fig`, when given: a notebook shows it): for the RNN, the decoder's weight on each
+    source position at each step; for the transformer, each head of each encoder block over
+    the source. Returns the shape drawn (rows, cols, queries, keys)."""
     batch = data.build([en], [fr])
     _, steps = d2lai.predict_step(model, batch, None, data.num_steps,
                                   save_attention_weights=name == "bahdanau")
@@ -135,7 +137,8 @@ def attention_heatmap(name: str, model: Seq2Seq, data: d2lai.MTFraEng, en: str, 
         titles = [f"Head {i + 1}" for i in range(W.shape[1])]
         xlabel, ylabel = "Key positions", "Query positions"
     figsize = (max(3.5, 2.2 * W.shape[1] + 1), max(3.5, 2.2 * W.shape[0] + 0.8))
-    d2lai.show_heatmaps(W.cpu(), xlabel, ylabel, titles=titles, figsize=figsize, path=path)
+    d2lai.show_heatmaps(W.cpu(), xlabel, ylabel, titles=titles, figsize=figsize, path=path,
+                        fig=fig)
     return tuple(W.shape)
 
 
@@ -184,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             raise SystemExit(f"error: --num-hiddens {args.num_hiddens}: {err}") from None
         lr, epochs = args.lr or lr, args.epochs or epochs
         trainer = Trainer(model, data, Adam(lr), max_epochs=epochs, gpu=not args.cpu,
-                          gradient_clip_val=args.clip, board_path=out / f"{name}-board.png")
+                          gradient_clip_val=args.clip, board_path=out / f"{name}-board.png",
+                          **speed(args))
         print(f"\n{name}: {sum(p.numel() for p in model.parameters())} parameters, {epochs} "
               f"epochs of Adam({lr}), batch {data.batchsize} x {data.num_steps} tokens, "
               f"vocabularies of {len(data.src_vocab)} and {len(data.tgt_vocab)}")

@@ -48,6 +48,7 @@ from chapters.cli import (
     learning_rate,
     load_data,
     run,
+    speed,
     tensorboard,
     write_or_say,
 )
@@ -116,14 +117,16 @@ class BatchNormLayer(nn.Module):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         check_layer_input(self, X)
         norm_fn = partial(self.norm_fn, sync=True) if self.sync else self.norm_fn
+        # Statistics in the layer's own dtype (float32) even when X comes in bfloat16 or
+        # float16 under mixed precision, as torch's BatchNorm keeps them; Y goes out as X came.
         Y, moving_mean, moving_var = norm_fn(
-            X, self.gamma, self.beta, self.moving_mean, self.moving_var,
-            self.eps, self.momentum, train_mode=self.training)
+            X.to(self.moving_mean.dtype), self.gamma, self.beta, self.moving_mean,
+            self.moving_var, self.eps, self.momentum, train_mode=self.training)
         if self.training:
             with torch.no_grad():
                 self.moving_mean.copy_(moving_mean)
                 self.moving_var.copy_(moving_var)
-        return Y
+        return Y.to(X.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, {self.num_dims}"
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
         trainer = Trainer(model, data, Descent(args.lr), max_epochs=args.epochs,
                           gpu=not args.cpu, board_yscale="identity",
                           board_path=out / f"{name}-board.png",
-                          callbacks=tensorboard(args, out / "tensorboard" / name))
+                          callbacks=tensorboard(args, out / "tensorboard" / name), **speed(args))
         say(f"\n{type(model).__name__}: {sum(p.numel() for p in model.parameters())} "
             f"parameters, {args.epochs} epochs of Descent({args.lr}), batch {args.batchsize}")
         results[name] = fit_and_record(name, trainer, out)

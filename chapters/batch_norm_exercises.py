@@ -25,6 +25,7 @@ from chapters.cli import (
     learning_rate,
     load_data,
     run,
+    speed,
     tensorboard,
     write_or_say,
 )
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> RunTable:
 
     table = sweep(runs, build, out / name, restart=args.restart, verbose=True,
                   tensorboard=args.tensorboard, max_epochs=args.epochs, gpu=not args.cpu,
-                  seed=args.seed, board_yscale="identity")
+                  seed=args.seed, board_yscale="identity", **speed(args))
     names = {run.name for run in runs}
     table = RunTable(r for r in table.records if r["run"] in names)
     sizes = {text: _sizes(make) for text, make in variants.items()}

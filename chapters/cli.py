@@ -32,13 +32,14 @@ from d2lai.board import check_plot_path
 from d2lai.callbacks.epoch_log import show_logs
 from d2lai.callbacks.tensorboard import summary_writer
 from d2lai.checks import ArgumentError
-from d2lai.device import check_seed
+from d2lai.device import check_seed, get_device
 from d2lai.distributed import is_main_process
 from d2lai.files import check_output_path, write_json
+from d2lai.precision import PRECISIONS, unsupported
 
 __all__ = ["DATASETS", "TEXT", "PAIRS", "HelpFormatter", "positive_int", "batch_count",
            "learning_rate", "seed_value", "common_flags", "text_flags", "book_or_quick",
-           "load_data", "data_root", "tensorboard", "check_outputs", "write_or_say",
+           "load_data", "data_root", "speed", "tensorboard", "check_outputs", "write_or_say",
            "fit_and_record", "run", "INTERRUPTED"]
 
 INTERRUPTED = 130  # the exit status of a program stopped by Ctrl-C (128 + SIGINT)
@@ -145,6 +146,12 @@ def common_flags(out: str, datasets: dict | None = None, samples=batch_count
     p.add_argument("--dataset", choices=list(datasets), default=next(iter(datasets)),
                    help=f"the data set, from {where}")
     p.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="32",
+                   help="32: float32; bf16: bfloat16 autocast (CPUs with AVX512-BF16 or AMX, "
+                        "GPUs since Ampere); 16: float16 autocast with a gradient scaler (GPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the training and validation steps with torch.compile (a "
+                        "minute or more at the start; faster epochs where it helps)")
     p.add_argument("--data-root", help="folder holding the data set (default: $D2LAI_DATA, "
                                        "else ~/.cache/d2lai)")
     p.add_argument("--out", default=out, help="folder for plots and tables")
@@ -228,6 +235,18 @@ def load_data(args: argparse.Namespace, datasets: dict | None = None, **options)
         return datasets[args.dataset](batchsize=args.batchsize, root=root, **sizes, **options)
     except (ValueError, TypeError, OSError, ArgumentError) as err:
         raise SystemExit("error: " + re.sub(r"\broot=", "--data-root", str(err))) from None
+
+
+def speed(args: argparse.Namespace) -> dict:
+    """The Trainer arguments --precision and --compile ask for; `error: ...` (exit) if the
+    device the run trains on cannot run that precision (float16 on a CPU, say).
+
+    >>> Trainer(model, data, Descent(0.1), gpu=not args.cpu, **speed(args))
+    """
+    why = unsupported(args.precision, get_device(not args.cpu))
+    if why is not None:
+        raise SystemExit("error: " + why.replace("precision=", "--precision ").replace("'", ""))
+    return {"precision": args.precision, "compile": args.compile}
 
 
 def data_root(root: str | None, data_class) -> str | None:

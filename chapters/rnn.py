@@ -28,6 +28,7 @@ from chapters.cli import (
     load_data,
     positive_int,
     run,
+    speed,
     text_flags,
     write_or_say,
 )
@@ -106,7 +107,7 @@ def train_lm(name: str, model: nn.Module, data: d2lai.TimeMachine, args: argpars
     out = Path(args.out)
     trainer = Trainer(model, data, Optimiser(Descent(lr)), max_epochs=epochs, gpu=not args.cpu,
                       gradient_clip_val=args.clip, board_yscale="identity",
-                      board_path=out / f"{name}-board.png")
+                      board_path=out / f"{name}-board.png", **speed(args))
     print(f"\n{type(model).__name__} ({name}): {sum(p.numel() for p in model.parameters())} "
           f"parameters, {epochs} epochs of Descent({lr}), batch {data.batchsize} x "
           f"{data.num_steps} characters, vocabulary of {len(data.vocab)}")

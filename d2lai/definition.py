@@ -3,9 +3,10 @@ checkpoints, so that a run is never taken for another one that has the same name
 
 A definition is plain JSON: the model (its class, its parameter count and a digest of its
 structure: the module tree as printed, each parameter's and buffer's name, shape and dtype),
-the optimiser rule, the trainer's limits and clipping, the seed, the callbacks given (each one's
-class and settings), and the data (its class, its arguments, the size of each split and digests
-of its inputs and labels). `differences` says, setting by setting, how two definitions differ.
+the optimiser rule, the trainer's limits, clipping, precision and compilation, the seed, the
+callbacks given (each one's class and settings), and the data (its class, its arguments, the
+size of each split and digests of its inputs and labels). `differences` says, setting by
+setting, how two definitions differ.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def run_definition(trainer, settings: dict | None = None) -> dict:
         "model": model_definition(trainer.model),
         "opt": describe_opt(rule),
         "trainer": {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps,
-                    "gradient_clip_val": trainer.grad_clip_val},
+                    "gradient_clip_val": trainer.grad_clip_val, **trainer.amp.definition()},
         "seed": trainer.seed,
         "callbacks": callbacks_definition(trainer.given_callbacks),
         "data": data_definition(trainer.data),
@@ -90,6 +91,10 @@ def data_definition(data) -> dict:
     return definition
 
 
+# What a definition written before a setting existed means by its absence.
+ABSENT = {"precision": "32", "compile": False}
+
+
 def differences(before: dict, now: dict, ignore: tuple[str, ...] = (), prefix: str = "",
                 when: str = "") -> list[str]:
     """'name was A, is B now' for each setting that differs (nested names dotted, the trainer's
@@ -99,7 +104,7 @@ def differences(before: dict, now: dict, ignore: tuple[str, ...] = (), prefix: s
         name = key if prefix in ("", "trainer.", "settings.") else f"{prefix}{key}"
         if f"{prefix}{key}" in ignore:
             continue
-        a, b = before.get(key), now.get(key)
+        a, b = before.get(key, ABSENT.get(key)), now.get(key, ABSENT.get(key))
         if isinstance(a, dict) and isinstance(b, dict) and key != "opt":
             found += differences(a, b, ignore, f"{prefix}{key}.", when)
         elif a != b:

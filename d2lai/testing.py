@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = ["write_idx", "write_fake_mnist", "write_fake_fashion_mnist", "write_fake_time_machine",
            "write_fake_fra_eng", "write_fake_airfoil", "write_fake_house_prices",
-           "write_fake_hotdog", "write_fake_bananas", "write_fake_voc2012",
+           "write_fake_pokemon", "write_fake_hotdog", "write_fake_bananas", "write_fake_voc2012",
            "write_fake_cifar10_tiny", "write_fake_dog_tiny", "write_fake_pretrained"]
 
 
@@ -207,6 +207,31 @@ def write_fake_house_prices(root: str | os.PathLike, num_train: int = 1460, num_
     return paths[0], paths[1]
 
 
+def write_fake_pokemon(root: str | os.PathLike, num_classes: int = 4, per_class: int = 8,
+                       size: int = 96, seed: int = 0) -> Path:
+    """Write a stand-in for the DCGAN section's Pokemon sprites as root/pokemon.zip holding
+    pokemon/<number>/<number>-<k>.png, one folder per Pokemon as `ImageFolder` reads it: RGB
+    sprites of `size` x `size`, a coloured ellipse on white, each Pokemon its own colour.
+    Returns the zip's path."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    path = Path(root) / "pokemon.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for c in range(num_classes):
+            color = tuple(int(v) for v in rng.integers(0, 200, 3))
+            for k in range(per_class):
+                image = Image.new("RGB", (size, size), "white")
+                x0, y0 = rng.integers(size // 8, size // 3, 2)
+                x1, y1 = rng.integers(2 * size // 3, size - size // 8, 2)
+                ImageDraw.Draw(image).ellipse((int(x0), int(y0), int(x1), int(y1)), fill=color)
+                buffer = io.BytesIO()
+                image.save(buffer, format="PNG")
+                z.writestr(f"pokemon/{c}/{c}-{k}.png", buffer.getvalue())
+    return path
 # --- the computer-vision chapter's data sets ------------------------------------------------------
 
 def _shape_image(rng: np.random.Generator, height: int, width: int, background, color,

@@ -39,6 +39,7 @@ from .callbacks.epoch_log import show_logs
 from .device import check_seed, get_device, seed
 from .metrics import KNOWN, Accuracy, Loss, Measure, MetricList
 from .optim import RULES, setup
+from .precision import Precision
 
 __all__ = ["Trainer", "Metrics", "fit"]
 
@@ -77,6 +78,11 @@ class Trainer:
         callbacks: `d2lai.Callback`s (or one): `EarlyStopping`, `CSVLogger`,
             `TensorBoardLogger`, `LRScheduler`, your own; run in their `order`.
         max_steps: stop after this many optimiser steps (batches) in all.
+        precision: "32" (float32), "bf16" (bfloat16 autocast: CPUs with AVX512-BF16 or AMX,
+            GPUs since Ampere) or "16" (float16 autocast with a gradient scaler, on a GPU);
+            the weights and the optimiser's state stay float32 (`d2lai.precision`).
+        compile: compile the training and validation steps with `torch.compile` (the seconds
+            it took said on the first epoch line; eager, said once, where it fails).
         metrics: more metrics to measure on every pass, after the model family's (loss,
             accuracy, ...): `d2lai.metrics.TopKAccuracy(5)`, a `torchmetrics.Metric`, or a
             function `(outputs, targets) -> number`; in `trainer.metric_list`.
@@ -100,7 +106,7 @@ class Trainer:
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
                  override_opt: bool = False, seed: int | None = None,
                  callbacks: Callback | list[Callback] = (), max_steps: int | None = None,
-                 metrics: list = ()):
+                 precision: str = "32", compile: bool = False, metrics: list = ()):
         custom_loop = type(self).fit_epoch is not Trainer.fit_epoch
         checks.trainable(model, data, opt, custom_loop)
         args = checks.TRAINER(dict(max_epochs=max_epochs, max_steps=max_steps, gpu=gpu,
@@ -126,7 +132,8 @@ class Trainer:
         self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
                                    panel_of=self.metric_list.panel) if board else None
         self.outputs = None  # the model's outputs of the batch at hand
-        own = [BatchChecks(), DivergenceWatch(on_diverge), EpochLog(),
+        self.amp = Precision(precision, compile)  # how the steps run: autocast, compiled
+        own = [BatchChecks(), self.amp, DivergenceWatch(on_diverge), EpochLog(),
                *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
@@ -136,6 +143,7 @@ class Trainer:
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
         self.history: dict[str, list[float]] = {}
+        self.notes: list[str] = []  # said on the next epoch line (precision, skipped steps)
         self.timings: dict[str, list[float]] = {"train_s": [], "val_s": []}
         self.epoch = self.steps = 0  # completed epochs and optimiser steps, over all fits
         self.optimizer, self.should_stop, self._fits = None, False, 0
@@ -199,11 +207,12 @@ class Trainer:
             self.emit("on_loss", batch, loss)  # first-batch checks, divergence watch, ...
             measure.update(self.outputs, batch, loss)
             self.optimizer.zero_grad()
-            loss.backward()
+            self.amp.backward(loss)  # loss.backward(), the loss scaled in float16
             with torch.no_grad():  # clipping and the step are no part of the graph
                 if self.grad_clip_val > 0:
+                    self.amp.unscale(self.optimizer)  # clip the true gradients
                     self.clip_gradients(self.grad_clip_val, self.model)
-                self.optimizer.step()
+                self.amp.step(self.optimizer)  # optimizer.step(); in float16 not on overflow
             self.steps += 1
             self.emit("on_train_batch_end", batch, loss)
             if self.steps >= self.stop_step:
@@ -213,9 +222,11 @@ class Trainer:
         return logs
 
     def training_step(self, batch):
-        """The model's training step; under torchrun through DistributedDataParallel, so that
-        backward combines the gradients of all ranks (see `d2lai.distributed`)."""
-        return self.model.training_step(batch) if self.ddp is None else self.ddp(batch)
+        """The model's training step, in the trainer's precision (compiled with `compile`);
+        under torchrun through DistributedDataParallel, so that backward combines the
+        gradients of all ranks (see `d2lai.distributed`)."""
+        step = self.model.training_step if self.ddp is None else self.ddp
+        return self.amp.run("training", step, batch)
 
     @torch.no_grad()
     def validate(self, loader=None) -> dict[str, float]:
@@ -224,8 +235,8 @@ class Trainer:
         self.model.eval()
         measure = Measure(self.metric_list, "val", self.model, self.device)
         for batch in self.batches(train=False, loader=loader):
-            out = self.model.validation_step(batch)  # loss, (loss, acc), or None: nothing
-            measure.update(self.outputs, batch, out)
+            out = self.amp.run("validation", self.model.validation_step, batch)  # loss,
+            measure.update(self.outputs, batch, out)  # (loss, acc), or None: nothing
             self.emit("on_validation_batch_end", batch, out)
         logs = measure.compute()
         self.emit("on_validation_end", logs)
@@ -254,6 +265,7 @@ class Trainer:
         self.model.to(self.device)
         params = next(iter(self.model.parameters()), None)
         self.dtype = params.dtype if params is not None and params.is_floating_point() else None
+        self.amp.setup(self.device, self.model)
         hooks, self.hooks = getattr(self, "hooks", None), {e: [] for e in Callback.EVENTS}
         watch = self.model.register_forward_hook(self.keep_outputs)
         try:  # no callbacks: an evaluation is no part of a fit

@@ -7,67 +7,26 @@ The checks of the committed file and of the quick-run switch need nothing extra.
 import base64
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import pytest
+from notebooks import ROOT, cell_with, code, execute, first_cell, source, text
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "chapters" / "batch_norm.ipynb"
 QUICK_EPOCHS = 3  # the notebook's number of epochs under D2LAI_QUICK=1
-MISSING = "executing the notebook needs nbclient, nbformat and ipykernel (pip install them)"
-
-
-def _code(nb) -> list:
-    return [cell for cell in nb["cells"] if cell["cell_type"] == "code"]
-
-
-def _source(cell) -> str:
-    src = cell["source"]
-    return src if isinstance(src, str) else "".join(src)
-
-
-def _text(cell, stream: str) -> str:
-    return "".join(o["text"] for o in cell["outputs"]
-                   if o["output_type"] == "stream" and o["name"] == stream)
-
-
-def _cell(nb, needle: str):
-    """The one code cell whose source contains `needle`."""
-    found = [c for c in _code(nb) if needle in _source(c)]
-    assert len(found) == 1, f"expected one code cell with {needle!r}, found {len(found)}"
-    return found[0]
 
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """The notebook run in a fresh python3 kernel with D2LAI_QUICK=1 on the data it generates
     itself (D2LAI_DATA holds none)."""
-    for name in ("nbformat", "nbclient", "ipykernel"):
-        pytest.importorskip(name, reason=MISSING)
-    import nbclient
-    import nbformat
-
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]  # this checkout's code
-    empty = tmp_path_factory.mktemp("no-data")
-    env = {**os.environ, "D2LAI_QUICK": "1", "D2LAI_DATA": str(empty),
-           "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1"}
-    env.pop("D2LAI_NUM_TRAIN", None)
-    cwd = tmp_path_factory.mktemp("notebook")
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(cwd)}})
-    try:
-        client.execute(env=env)
-    except nbclient.exceptions.CellExecutionError as err:
-        pytest.fail(f"{NOTEBOOK.name} failed:\n{err}", pytrace=False)
-    return nb
+    return execute(NOTEBOOK, tmp_path_factory.mktemp("no-data"),
+                   tmp_path_factory.mktemp("notebook"))
 
 
 def test_every_cell_ran_without_error(executed):
-    cells = _code(executed)
+    cells = code(executed)
     assert [c["execution_count"] for c in cells] == list(range(1, len(cells) + 1))
     errors = [o for c in cells for o in c["outputs"] if o["output_type"] == "error"]
     assert not errors, f"cells raised: {[(e['ename'], e['evalue']) for e in errors]}"
@@ -77,7 +36,7 @@ def test_every_cell_ran_without_error(executed):
 def test_training_shows_the_live_board_and_logs_each_epoch(executed, model):
     import matplotlib.image
 
-    cell = _cell(executed, f"Trainer({model}, data")
+    cell = cell_with(executed, f"Trainer({model}, data")
     images = [o["data"]["image/png"] for o in cell["outputs"]
               if o["output_type"] == "display_data" and "image/png" in o["data"]]
     # The board is shown once and then updated in place (display_id), not appended each epoch.
@@ -89,14 +48,14 @@ def test_training_shows_the_live_board_and_logs_each_epoch(executed, model):
     assert len({tuple(p) for p in pixels.reshape(-1, pixels.shape[2])}) > 10  # drawn, not blank
     lines = re.findall(rf"^\[ Info: Epoch \d/{QUICK_EPOCHS} · [\d.]+ s · Train Loss: [\d.]+, "
                        r"Train Acc: [\d.]+, Val Loss: [\d.]+, Val Acc: ([\d.]+)$",
-                       _text(cell, "stderr"), re.M)
-    assert len(lines) == QUICK_EPOCHS, _text(cell, "stderr")
-    assert "[ Info: Best Val Acc at epoch " in _text(cell, "stderr")
+                       text(cell, "stderr"), re.M)
+    assert len(lines) == QUICK_EPOCHS, text(cell, "stderr")
+    assert "[ Info: Best Val Acc at epoch " in text(cell, "stderr")
 
 
 @pytest.mark.parametrize("model", ["model", "concise"])
 def test_progress_is_one_status_line_updated_in_place_not_hundreds_of_bars(executed, model):
-    cell = _cell(executed, f"Trainer({model}, data")
+    cell = cell_with(executed, f"Trainer({model}, data")
     texts = [o["data"]["text/plain"] for o in cell["outputs"]
              if o["output_type"] == "display_data" and "image/png" not in o["data"]]
     assert texts == [f"{QUICK_EPOCHS} epochs in " + texts[0].split(" in ")[1]], texts
@@ -109,14 +68,14 @@ def test_progress_is_one_status_line_updated_in_place_not_hundreds_of_bars(execu
 
 
 def test_quick_mode_learns(executed):
-    out = _text(_cell(executed, "Trainer(concise, data"), "stdout")
+    out = text(cell_with(executed, "Trainer(concise, data"), "stdout")
     scratch, concise = map(float, re.search(
         r"validation accuracy: scratch ([\d.]+), concise ([\d.]+)", out).groups())
     assert scratch > 0.5 and concise > 0.5, out  # chance is 0.1
 
 
 def test_gamma_beta_and_the_check_against_torch_are_printed(executed):
-    out = _text(_cell(executed, "first_batch_norm(model)"), "stdout")
+    out = text(cell_with(executed, "first_batch_norm(model)"), "stdout")
     values = {}
     for name in ("gamma", "beta"):
         match = re.search(rf"{name}\s*=\s*\[([^\]]*)\]", out)
@@ -125,11 +84,11 @@ def test_gamma_beta_and_the_check_against_torch_are_printed(executed):
         assert len(values[name]) == 6, out  # one per channel of the first convolution
     assert values["gamma"] != [1.0] * 6 or values["beta"] != [0.0] * 6, "training moved nothing"
 
-    out = _text(_cell(executed, "ref = nn.BatchNorm1d(3)"), "stdout")
+    out = text(cell_with(executed, "ref = nn.BatchNorm1d(3)"), "stdout")
     diffs = [float(d) for d in re.findall(r"largest difference from torch: (\S+)", out)]
     assert len(diffs) == 2 and max(diffs) < 1e-5, out  # training and prediction mode
 
-    out = _text(_cell(executed, "Trainer(concise, data"), "stdout")
+    out = text(cell_with(executed, "Trainer(concise, data"), "stdout")
     assert re.search(r"validation accuracy: scratch [\d.]+, concise [\d.]+", out), out
 
 
@@ -137,27 +96,18 @@ def test_committed_notebook_is_stripped_and_imports_the_chapter():
     nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     assert "widgets" not in nb["metadata"]
-    for cell in _code(nb):
+    for cell in code(nb):
         assert cell["outputs"] == [] and cell["execution_count"] is None, (
             f"cell {cell.get('id')} holds outputs: strip them before committing")
         assert set(cell["metadata"]) <= {"tags"}, cell["metadata"]
-    code = "\n".join(_source(c) for c in _code(nb))
-    assert "from chapters.batch_norm import" in code
+    sources = "\n".join(source(c) for c in code(nb))
+    assert "from chapters.batch_norm import" in sources
     for name in ("batch_norm", "BatchNormLayer", "BLeNetScratch", "BLeNetConcise"):
-        assert not re.search(rf"^\s*(def|class) {name}\b", code, re.M), f"{name} is copied"
+        assert not re.search(rf"^\s*(def|class) {name}\b", sources, re.M), f"{name} is copied"
 
 
 def _setup_cell(monkeypatch, tmp_path, **env) -> dict:
-    """Run the notebook's first code cell here, with `env`, temporary folders under tmp_path."""
-    for name in ("D2LAI_QUICK", "D2LAI_DATA", "D2LAI_NUM_TRAIN"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    nb = json.loads(NOTEBOOK.read_text(encoding="utf-8"))
-    namespace = {}
-    exec(_source(_code(nb)[0]), namespace)
-    return namespace
+    return first_cell(NOTEBOOK, monkeypatch, tmp_path, **env)
 
 
 def test_quick_run_generates_data_when_d2lai_data_holds_none(monkeypatch, tmp_path):

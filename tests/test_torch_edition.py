@@ -416,10 +416,13 @@ def test_visualize_and_show_images_headless(fashion_root):
 def test_trainer_arguments_are_checked_where_they_enter():
     params = inspect.signature(d2l.Trainer).parameters
     assert {k: p.default for k, p in params.items()} == {
-        "max_epochs": inspect.Parameter.empty, "num_gpus": 0, "gradient_clip_val": 0}
+        "max_epochs": inspect.Parameter.empty, "num_gpus": 0, "gradient_clip_val": 0,
+        "precision": "32", "compile": False}  # the last two d2lai's (d2lai.precision)
     for kwargs, message in (({"max_epochs": 0}, "max_epochs must be a positive integer"),
                             ({"max_epochs": 1, "num_gpus": -1}, "num_gpus must be a non-neg"),
-                            ({"max_epochs": 1, "gradient_clip_val": -1}, "gradient_clip_val")):
+                            ({"max_epochs": 1, "gradient_clip_val": -1}, "gradient_clip_val"),
+                            ({"max_epochs": 1, "precision": "64"}, "precision must be"),
+                            ({"max_epochs": 1, "compile": 1}, "compile must be True or")):
         with pytest.raises(ValueError, match=message):
             d2l.Trainer(**kwargs)
     data = d2l.SyntheticRegressionData(w=torch.tensor([1.0]), b=0.0)
@@ -543,4 +546,4 @@ def test_the_editions_tensor_names():
     assert isinstance(d2l.numpy(X.requires_grad_()), np.ndarray)
     assert d2l.normal(0, 1, (2, 3)).shape == (2, 3) and d2l.zeros(2).tolist() == [0.0, 0.0]
     assert d2l.abs(d2l.tensor([-1.0])).item() == 1.0 and d2l.float32 is torch.float32
-    assert d2l.plt is __import__("matplotlib.pyplot").pyplot
+    assert d2l.plt.plot is __import__("matplotlib.pyplot").pyplot.plot

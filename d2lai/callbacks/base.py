@@ -212,8 +212,12 @@ def fit_figures(trainer) -> list[str] | None:
 
 
 def by_class(callbacks):
-    """(key, callback) for each callback, keyed by its class name (and number, for a second
-    one of a class: `EarlyStopping#2`): how checkpoints and run definitions name them."""
+    """(key, callback) for each of `callbacks`, keyed by its class name (and number, for a
+    second one of a class: `EarlyStopping#2`): how checkpoints and run definitions name them.
+
+    >>> [key for key, _ in by_class([EarlyStopping(), CSVLogger("a.csv"), EarlyStopping()])]
+    ['EarlyStopping', 'CSVLogger', 'EarlyStopping#2']
+    """
     seen: dict[str, int] = {}
     for callback in callbacks:
         name = type(callback).__name__

@@ -19,10 +19,11 @@ logger = logging.getLogger("d2lai")
 __all__ = ["Checkpoint"]
 
 
-# What a resumed run may change: how far it goes (the totals to reach) and its callbacks (a
-# logger added); its rule is checked on its own (override_opt), its model by the state's keys
-# and shapes.
-RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model", "callbacks")
+# What a resumed run may change: how far it goes (the totals to reach), its callbacks (a
+# logger added) and whether its steps are compiled (the same arithmetic, said); its rule is
+# checked on its own (override_opt), its model by the state's keys and shapes.
+RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "trainer.compile", "opt", "model",
+             "callbacks")
 
 
 def _stateful(trainer):
@@ -42,7 +43,8 @@ class Checkpoint(Callback):
     The file holds what defines the run (`d2lai.definition`) and the state of the callbacks
     that keep one (EarlyStopping's wait and best). A new run refuses to overwrite another run's
     checkpoint; a resumed one refuses a checkpoint of another run (other data, batch size,
-    seed, clipping): only `max_epochs` and `max_steps`, the totals to reach, may change.
+    seed, clipping, precision): only `max_epochs` and `max_steps`, the totals to reach, and
+    `compile` (said) may change.
     Resuming with another optimiser rule (type or hyperparameters) than the one saved is an
     error unless `override_opt`: then the new rule's hyperparameters apply from here on (its
     state is kept when the type is the same, and starts afresh when it is not). Under
@@ -124,6 +126,10 @@ class Checkpoint(Callback):
         if saved != ours:
             logger.warning("resuming %s with %s instead of %s%s", self.path, opt_text(ours),
                            opt_text(saved), "" if same_type else " (its state starts afresh)")
+        compiled = state.get("definition", {}).get("trainer", {}).get("compile", False)
+        if compiled != trainer.amp.compile:
+            logger.info("resuming %s, whose steps were %s, with %s steps: the same arithmetic",
+                        self.path, *(("compiled", "eager") if compiled else ("eager", "compiled")))
         logger.info("resuming from %s after epoch %d", self.path, state["epoch"])
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:

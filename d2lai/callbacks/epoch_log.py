@@ -57,7 +57,10 @@ class EpochLog(Callback):
             end = f"/{trainer.stop_epoch}" if trainer.stop_epoch < math.inf else ""
             seconds = logs.get("train_s", 0.0) + logs.get("val_s", 0.0)
             figures = metrics_of(trainer).format(logs)
-            line = f"Epoch {epoch}{end} · {seconds:.1f} s" + (f" · {figures}" if figures else "")
+            notes = "".join(f" · {note}" for note in trainer.notes)  # bf16 autocast, ...
+            trainer.notes.clear()
+            line = f"Epoch {epoch}{end} · {seconds:.1f} s{notes}" + (f" · {figures}"
+                                                                     if figures else "")
             logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s", line)
 
     def on_fit_end(self, trainer, metrics) -> None:

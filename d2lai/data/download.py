@@ -37,6 +37,8 @@ DATA_HUB: dict[str, tuple[str, str]] = {
                            "585e9cc93e70b39160e7921475f9bcd7d31219ce"),
     "kaggle_house_test": (DATA_URL + "kaggle_house_pred_test.csv",
                           "fa19780a7b011d9b009e8bff8e99922a8ee2eb90"),
+    # generative adversarial networks
+    "pokemon": (DATA_URL + "pokemon.zip", "c065c0e2593b8b161a2d7873e42418bf6a21106c"),
     # computer vision
     "hotdog": (DATA_URL + "hotdog.zip", "fba480ffa8aa7e0febbb511d181409f899b9baa5"),
     "banana-detection": (DATA_URL + "banana-detection.zip",
@@ -49,6 +51,7 @@ DATA_HUB: dict[str, tuple[str, str]] = {
 }
 
 _warned: set[tuple[Path, str]] = set()  # (file, SHA-1 of a content said not the book's)
+_sha1_seen: dict[tuple, str] = {}  # (file, size, mtime) -> its SHA-1, read once
 
 
 def sha1_of(path: str | os.PathLike) -> str:
@@ -91,8 +94,12 @@ def download(name_or_url: str, sha1: str | None = None,
         raise IsADirectoryError(f"{path} is a folder; remove it so that the file "
                                 f"{path.name} can be put there")
     if path.is_file():
-        found = sha1_of(path) if sha1 else None
-        if found != sha1 and (path, found) not in _warned:  # once for each content of the file
+        stat = path.stat()  # a file replaced is read again; one unchanged (2 GB: VOC) is not
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if sha1 and key not in _sha1_seen:
+            _sha1_seen[key] = sha1_of(path)
+        found = _sha1_seen.get(key)
+        if sha1 and found != sha1 and (path, found) not in _warned:  # once for each content
             _warned.add((path, found))
             logger.warning("%s is not the book's file (its SHA-1 differs from %s): using it as "
                            "it is", path, sha1)

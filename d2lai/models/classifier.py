@@ -174,7 +174,9 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, averaged: bool
 
 def guess_head(y_hat: torch.Tensor, tol: float = 1e-3) -> str:
     """'probabilities' if the scores are >= 0 and sum to 1 (over the last dimension),
-    'log_probabilities' if their logsumexp is 0, else 'logits'."""
+    'log_probabilities' if their logsumexp is 0, else 'logits'; to `tol`, or to what the
+    scores' precision allows (a softmax in bfloat16 sums to 1 within a few 1e-3)."""
+    tol = max(tol, 4 * torch.finfo(y_hat.dtype).eps) if y_hat.is_floating_point() else tol
     with torch.no_grad():
         p = y_hat.detach().double()
         if not bool(torch.isfinite(p).all()):

@@ -13,17 +13,35 @@ recurrent nets, encoder-decoders and attention).
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
 attention), `optimization` and `performance`, `vision` (boxes, anchors, detection and
-segmentation data, `train_ch13`), `plotting`; `utils` holds the function-style
+segmentation data, `train_ch13`), `hpo` (hyperparameter optimisation), `gan`, `rl`
+(reinforcement learning), `plotting`; `utils` holds the function-style
 utilities of the first chapters that the later ones reuse.
 """
 
-from . import data, models, optimization, performance, plotting, sequences, tensors, utils, vision
+from .. import torch as d2l  # noqa: F401 (the edition's `d2l` module names itself `d2l`)
+from . import (
+    data,
+    gan,
+    hpo,
+    models,
+    optimization,
+    performance,
+    plotting,
+    rl,
+    sequences,
+    tensors,
+    utils,
+    vision,
+)
 from .data import *  # noqa: F403
+from .gan import *  # noqa: F403
+from .hpo import *  # noqa: F403
 from .models import *  # noqa: F403
 from .optimization import *  # noqa: F403
 from .performance import *  # noqa: F403
 from .plotting import *  # noqa: F403
-from .plotting import __getattr__  # noqa: F401 (d2l.plt, pyplot imported when first used)
+from .plotting import plt  # noqa: F401 (pyplot, imported when first used)
+from .rl import *  # noqa: F403
 from .sequences import *  # noqa: F403
 from .tensors import *  # noqa: F403
 from .tensors import (  # noqa: F401 (the edition's names for tensor operations)
@@ -72,4 +90,5 @@ from .utils import *  # noqa: F403
 from .vision import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
-           + sequences.__all__ + optimization.__all__ + performance.__all__ + vision.__all__)
+           + sequences.__all__ + optimization.__all__ + performance.__all__ + hpo.__all__
+           + gan.__all__ + rl.__all__ + vision.__all__)

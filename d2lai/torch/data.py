@@ -267,3 +267,4 @@ def download_extract(name: str, folder: str | None = None) -> str:
     """Download a zip or tar file of `DATA_HUB` and unpack it beside itself; the folder it
     holds (`folder`, else the archive's name without extension)."""
     return str(_download_extract(name, folder))
+

@@ -29,6 +29,7 @@ from .. import distributed as _distributed
 from .. import models as _model
 from .. import trainer as _trainer
 from ..layers import corr2d
+from ..precision import Precision
 from .tensors import _positive, cpu, gpu
 
 __all__ = ["HyperParameters", "add_to_class", "ProgressBoard", "Module", "Classifier",
@@ -458,7 +459,8 @@ def _length(loader, which: str) -> int:
 
 
 class Trainer(HyperParameters, _trainer.Trainer):
-    """The edition's trainer: `Trainer(max_epochs, num_gpus, gradient_clip_val).fit(model, data)`.
+    """The edition's trainer: `Trainer(max_epochs, num_gpus, gradient_clip_val).fit(model, data)`,
+    and d2lai's `precision="bf16"` (or "16" on a GPU) and `compile=True` (`d2lai.precision`).
 
     `fit` runs d2lai's training loop; `prepare_data`, `prepare_model`, `prepare_batch`,
     `fit_epoch` and `clip_gradients` can be replaced (`@d2l.add_to_class(d2l.Trainer)`) as the
@@ -469,8 +471,10 @@ class Trainer(HyperParameters, _trainer.Trainer):
 
     _batch_offset = 0
 
-    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0):
+    def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, precision="32",
+                 compile=False):
         self.save_hyperparameters()
+        Precision(precision, compile)  # refused here, not at fit
         _positive("max_epochs", max_epochs, integer=True)
         _positive("num_gpus", num_gpus, integer=True, zero=True)
         _positive("gradient_clip_val", gradient_clip_val, zero=True)
@@ -528,7 +532,8 @@ class Trainer(HyperParameters, _trainer.Trainer):
                                 f"lr=self.lr)")
             _trainer.Trainer.__init__(self, model, data, self.optim, max_epochs=self.max_epochs,
                                       gpu=bool(gpus), gradient_clip_val=self.gradient_clip_val,
-                                      board=False)
+                                      board=False, precision=self.precision,
+                                      compile=self.compile)
             self.train_batch_idx = self.val_batch_idx = 0
             _, self.metrics = _trainer.Trainer.fit(self)
         finally:

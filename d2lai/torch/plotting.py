@@ -1,9 +1,12 @@
 """The edition's plotting helpers, on pyplot as the edition draws: `plot`, `show_images`, the
 live curves of `Animator`, heatmaps of attention weights and the histogram of sentence lengths
-(the last two drawn by d2lai's own functions into a pyplot figure). `d2l.plt` is pyplot.
+(the last two drawn by d2lai's own functions into a pyplot figure). `d2l.plt` is pyplot, its
+`stem` taking the edition's `use_line_collection`.
 """
 
 from __future__ import annotations
+
+import types
 
 import matplotlib
 import numpy as np
@@ -205,10 +208,27 @@ def show_list_len_pair_hist(legend, xlabel, ylabel, xlist, ylist):
     _text.show_list_len_pair_hist(legend, xlabel, ylabel, xlist, ylist, fig=plt.figure())
 
 
-def __getattr__(name: str):
-    """`d2l.plt` is matplotlib's pyplot, imported when first used."""
-    if name == "plt":
+class _Pyplot(types.ModuleType):
+    """`d2l.plt`: matplotlib's pyplot, every name its own, except that `stem` also takes the
+    `use_line_collection` argument the edition passes, which matplotlib 3.8 removed (stems have
+    been one LineCollection since 3.5). pyplot itself is left as it is for everyone else."""
+
+    def __getattr__(self, name: str):
         from matplotlib import pyplot
 
-        return pyplot
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return getattr(pyplot, name)
+
+    def __dir__(self):
+        from matplotlib import pyplot
+
+        return dir(pyplot)
+
+    @staticmethod
+    def stem(*args, use_line_collection=True, **kwargs):
+        """pyplot's `stem`; `use_line_collection` is accepted and ignored."""
+        from matplotlib import pyplot
+
+        return pyplot.stem(*args, **kwargs)
+
+
+plt = _Pyplot("d2lai.torch.plt", "matplotlib.pyplot as the edition calls it (d2l.plt)")
