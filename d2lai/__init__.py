@@ -1,6 +1,6 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
-from . import metrics
+from . import metrics as metrics  # d2lai.metrics.TopKAccuracy(5), ...
 from .board import ProgressBoard, draw, save_gif, save_plot
 from .callbacks import Callback, CSVLogger, EarlyStopping, LRScheduler, TensorBoardLogger
 from .callbacks.epoch_log import show_logs
@@ -105,7 +105,6 @@ __version__ = "0.1.0"
 
 
 __all__ = [
-    "metrics",
     "DATA_HUB",
     "DATA_URL",
     "download",
