@@ -18,14 +18,21 @@ Each workload is one piece of the edition's code, run once with each library as 
 - rnn: the RNN chapter's language model from scratch, `RNNLMScratch(RNNScratch(V, 32), V,
   lr=1)` on `TimeMachine(batch_size=1024, num_steps=32)` of a generated corpus,
   `Trainer(max_epochs=--rnn-epochs, gradient_clip_val=1)`.
+- sentiment: the sentiment-analysis-with-an-RNN section: `load_data_imdb(64)` (reviews padded
+  to 500 words) on an IMDb stand-in of --imdb-reviews reviews a split, its bidirectional
+  two-layer LSTM (100 hiddens) over `TokenEmbedding('glove.6b.100d')` vectors (a stand-in
+  too), frozen, trained with Adam at 0.01 for --sentiment-epochs by the step of the book's
+  `train_ch13` (summed unreduced cross-entropy), one loop of this file over each library's
+  batches.
 
-Times: the wall time of `trainer.fit(model, data)`, and of building the data module apart.
+Times: the wall time of `trainer.fit(model, data)` (for sentiment, of the training loop), and
+of building the data module apart (for sentiment, `load_data_imdb` and `TokenEmbedding`).
 Each library as it behaves in a script: the book's board redraws its matplotlib figure at each
 point (its display output is swallowed) and its Fashion-MNIST loader runs 4 worker processes;
 d2lai's loop logs one line an epoch. The libraries alternate, `--repeats` rounds, the one that
 goes first rotating; every run starts from the same seed and torch's thread count is the same
-for both. The figures (validation accuracy, perplexity) are measured after each fit by one loop
-of this file over the same validation data, not by either library's own report.
+for both. The figures (validation accuracy, perplexity, test accuracy) are measured after each
+fit by one loop of this file over the same validation data, not by either library's own report.
 
 The book's `d2l` reads and writes its data under `../data` from the working directory (its
 notebooks run from a chapter's folder) and downloads what is missing or differs from its
@@ -67,11 +74,20 @@ from bench.common import (
     sync,
 )
 from d2lai.data import FASHION_MNIST_FILES
-from d2lai.testing import write_fake_fashion_mnist, write_fake_time_machine
+from d2lai.testing import (
+    write_fake_embedding,
+    write_fake_fashion_mnist,
+    write_fake_imdb,
+    write_fake_time_machine,
+)
 
 SEED = 0
-WORKLOADS = ("bn", "rnn")
-TARGETS = {"bn": 1.6}  # the book's time over d2lai's, at most 0.02 apart in accuracy
+WORKLOADS = ("bn", "rnn", "sentiment")
+FIGURES = {"bn": "val_acc", "rnn": "val_ppl", "sentiment": "test_acc"}
+TARGETS = {"bn": 1.6,  # the book's time over d2lai's, at most 0.02 apart in accuracy
+           # the data (the library's readers) at least as fast as the book's; training, the
+           # same model and loop over each library's batches, within the noise of a shared CPU
+           "sentiment data": 1.0, "sentiment fit": 0.95}
 
 
 # --- the edition's code, for either library -------------------------------------------------------
@@ -121,6 +137,64 @@ def run_rnn(d2l, args: argparse.Namespace, in_book_folder: Callable) -> dict:
                           num_gpus=int(args.gpu))
     return {"data_s": data_s, "fit_s": timed_fit(trainer, model, data), "model": model,
             "data": data}
+
+
+class BiRNN(nn.Module):
+    """The sentiment section's model: embeddings into a bidirectional LSTM, the outputs of the
+    first and the last step (both directions) into a linear layer of two classes."""
+
+    def __init__(self, vocab_size, embed_size, num_hiddens, num_layers):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_size)
+        self.encoder = nn.LSTM(embed_size, num_hiddens, num_layers=num_layers,
+                               bidirectional=True)
+        self.decoder = nn.Linear(4 * num_hiddens, 2)
+
+    def forward(self, inputs):  # inputs (N, T)
+        outputs, _ = self.encoder(self.embedding(inputs.T))  # (T, N, 2h), time first
+        return self.decoder(torch.cat((outputs[0], outputs[-1]), dim=1))  # (N, 2)
+
+
+def run_sentiment(d2l, args: argparse.Namespace, in_book_folder: Callable) -> dict:
+    """The sentiment RNN for --sentiment-epochs; its times, the model and the test batches."""
+    torch.manual_seed(SEED)
+    tic = time.perf_counter()
+    with in_book_folder():
+        train_iter, test_iter, vocab = d2l.load_data_imdb(64)
+        glove = d2l.TokenEmbedding("glove.6b.100d")
+    data_s = time.perf_counter() - tic
+    model = BiRNN(len(vocab), 100, 100, 2)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+        if isinstance(m, nn.LSTM):
+            for name, param in m.named_parameters():
+                if "weight" in name:
+                    nn.init.xavier_uniform_(param)
+    model.embedding.weight.data.copy_(glove[vocab.idx_to_token])
+    model.embedding.weight.requires_grad = False
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    loss = nn.CrossEntropyLoss(reduction="none")
+    tic = time.perf_counter()
+    model.train()
+    for _ in range(args.sentiment_epochs):
+        for X, y in train_iter:
+            optimizer.zero_grad()
+            loss(model(X), y).sum().backward()
+            optimizer.step()
+    fit_s = time.perf_counter() - tic
+    return {"data_s": data_s, "fit_s": fit_s, "model": model, "test_iter": test_iter}
+
+
+@torch.no_grad()
+def test_accuracy(model: nn.Module, batches) -> float:
+    """The fraction of the test reviews whose larger score is at the label."""
+    model.eval()
+    right = count = 0
+    for X, y in batches:
+        right += int((model(X).argmax(1) == y).sum())
+        count += len(y)
+    return right / count
 
 
 def timed_fit(trainer, model, data) -> float:
@@ -197,12 +271,17 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> dict:
         (data / "FashionMNIST").symlink_to((root / "FashionMNIST").resolve(),
                                           target_is_directory=True)
     write_fake_time_machine(data, num_chars=args.rnn_num_train + args.rnn_num_val + 2000)
+    if "sentiment" in args.workloads:
+        write_fake_imdb(data, num_train=args.imdb_reviews, num_test=args.imdb_reviews)
+        write_fake_embedding(data, "glove.6b.100d")
     return {"root": data, "fashion": kind}
 
 
-def offline_download(folder: Path):
-    """The book's `download(url, folder, sha1_hash)`, looking only in `folder`."""
+def offline_download(folder: Path, hub: dict):
+    """The book's `download(url, folder, sha1_hash)` (a URL or a name in its `hub`), looking
+    only in `folder`."""
     def download(url, folder_given=None, sha1_hash=None):
+        url = hub[url][0] if url in hub else url
         path = folder / url.rstrip("/").split("/")[-1]
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing (the benchmark does not download)")
@@ -217,7 +296,7 @@ def load_book(folder: Path):
         book = importlib.import_module("d2l.torch")
     except ImportError:
         return None
-    book.download = offline_download(folder)
+    book.download = offline_download(folder, book.DATA_HUB)
     return book
 
 
@@ -237,15 +316,16 @@ def bench(workload: str, libraries: dict, args: argparse.Namespace, tmp: Path,
           images: d2lai.FashionMNISTData) -> dict:
     """Each library `--repeats` times in turn; times and figures of every run."""
     runs = {name: {"fit_s": [], "data_s": [], "figure": []} for name in libraries}
-    figure = "val_acc" if workload == "bn" else "val_ppl"
-    run = run_bn if workload == "bn" else run_rnn
+    figure = FIGURES[workload]
+    run = {"bn": run_bn, "rnn": run_rnn, "sentiment": run_sentiment}[workload]
     for r in range(args.repeats):
         for name in rotated(list(libraries), r):
             book = name == "d2l"
             folder = (lambda: in_folder(tmp / "run")) if book else contextlib.nullcontext
             out = run(libraries[name], args, folder)
             value = (val_accuracy(out["model"], images) if workload == "bn"
-                     else val_perplexity(out["model"], out["data"]))
+                     else val_perplexity(out["model"], out["data"]) if workload == "rnn"
+                     else test_accuracy(out["model"], out["test_iter"]))
             for key in ("fit_s", "data_s"):
                 runs[name][key].append(out[key])
             runs[name]["figure"].append(value)
@@ -273,6 +353,12 @@ def check_targets(results: dict) -> dict:
         held[f"bn: d2l/d2lai >= {TARGETS['bn']}"] = {"value": ratio,
                                                     "held": ratio >= TARGETS["bn"]}
         held["bn: |accuracy difference| <= 0.02"] = {"value": diff, "held": abs(diff) <= 0.02}
+    sentiment = results.get("sentiment", {})
+    for part in ("data", "fit"):
+        if f"ratio_{part}_d2l/d2lai" in sentiment:
+            ratio, target = sentiment[f"ratio_{part}_d2l/d2lai"], TARGETS[f"sentiment {part}"]
+            held[f"sentiment: d2l/d2lai {part} >= {target}"] = {"value": ratio,
+                                                                "held": ratio >= target}
     return held
 
 
@@ -280,7 +366,7 @@ def print_table(report: dict) -> None:
     print("\nfit s: median wall time of trainer.fit; data s: building the data module")
     print(f"{'workload':<9}{'library':<8}{'fit s':>8}{'data s':>8}{'figure':>16}")
     for workload, res in report["results"].items():
-        figure = "val_acc" if workload == "bn" else "val_ppl"
+        figure = FIGURES[workload]
         for name in ("d2l", "d2lai"):
             if name in res:
                 r = res[name]
@@ -297,11 +383,16 @@ def print_table(report: dict) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = parser("edition_speed", __doc__.split("\n")[0])
-    p.add_argument("--workloads", default="bn,rnn", help="comma-separated: bn,rnn")
+    p.add_argument("--workloads", default="bn,rnn,sentiment",
+                   help="comma-separated: bn,rnn,sentiment")
     p.add_argument("--repeats", type=positive, default=2, help="runs of each library")
     p.add_argument("--rnn-epochs", type=positive, default=5, help="epochs of the RNN model")
     p.add_argument("--rnn-num-train", type=positive, default=10000, help="training windows")
     p.add_argument("--rnn-num-val", type=positive, default=5000, help="validation windows")
+    p.add_argument("--sentiment-epochs", type=positive, default=1,
+                   help="epochs of the sentiment RNN")
+    p.add_argument("--imdb-reviews", type=positive, default=500,
+                   help="reviews in each split of the generated IMDb stand-in")
     p.add_argument("--num-images", type=positive, default=60000,
                    help="training images generated when no Fashion-MNIST is given")
     p.add_argument("--threads", type=positive, help="torch threads (default: torch's choice)")
@@ -334,6 +425,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "settings": {"repeats": args.repeats, "rnn_epochs": args.rnn_epochs,
                                    "rnn_num_train": args.rnn_num_train,
                                    "rnn_num_val": args.rnn_num_val, "fashion": data["fashion"],
+                                   "sentiment_epochs": args.sentiment_epochs,
+                                   "imdb_reviews": args.imdb_reviews,
                                    "num_images": len(images.train[1]),
                                    "text": "generated", "gpu": args.gpu,
                                    "book_installed": book is not None,

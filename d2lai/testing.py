@@ -4,6 +4,7 @@ benchmarks and quick runs on machines without the real files."""
 from __future__ import annotations
 
 import gzip
+import itertools
 import math
 import os
 import random
@@ -19,7 +20,9 @@ import numpy as np
 __all__ = ["write_idx", "write_fake_mnist", "write_fake_fashion_mnist", "write_fake_time_machine",
            "write_fake_fra_eng", "write_fake_airfoil", "write_fake_house_prices",
            "write_fake_pokemon", "write_fake_hotdog", "write_fake_bananas", "write_fake_voc2012",
-           "write_fake_cifar10_tiny", "write_fake_dog_tiny", "write_fake_pretrained"]
+           "write_fake_cifar10_tiny", "write_fake_dog_tiny", "write_fake_pretrained",
+           "write_fake_ptb", "write_fake_wikitext2", "write_fake_embedding", "write_fake_imdb",
+           "write_fake_snli", "write_fake_bert", "write_fake_nlp_data"]
 
 
 def write_idx(path: str | os.PathLike, array) -> None:
@@ -473,3 +476,264 @@ def write_fake_pretrained(torch_home: str | os.PathLike,
         torch.save(state, path)
         paths.append(path)
     return paths
+
+
+# --- the natural language processing chapters ---------------------------------------------------
+
+_NOUNS = ["man", "woman", "boy", "girl", "dog", "cat", "child", "baby", "people", "player",
+          "guitar", "ball", "car", "street", "beach", "park", "house", "water", "food", "book",
+          "company", "market", "chip", "computer", "stock", "price", "film", "movie", "story",
+          "actor", "city", "year", "son", "daughter"]
+_VERBS = ["play", "walk", "run", "eat", "read", "watch", "hold", "ride", "sell", "buy", "make"]
+_GOOD = ["great", "wonderful", "excellent", "beautiful", "moving", "brilliant", "fun", "best",
+         "good", "lovely"]
+_BAD = ["terrible", "boring", "awful", "bad", "worst", "dull", "poor", "stupid", "waste",
+        "weak"]
+_FILLER = ["the", "a", "and", "of", "to", "is", "was", "it", "this", "that", "in", "with", "but",
+           "for", "as", "on", "very", "really", "i", "we", "they", "its", "all", "some"]
+# groups (a, b, c, d) with d - c = b - a in the stand-in embeddings, and near neighbours
+_ANALOGIES = [("man", "woman", "son", "daughter"), ("beijing", "china", "tokyo", "japan"),
+              ("bad", "worst", "big", "biggest"), ("do", "did", "go", "went")]
+_NEIGHBOURS = {"chip": ["chips", "intel", "microprocessor"], "baby": ["babies", "infant", "boy"],
+               "beautiful": ["lovely", "gorgeous", "wonderful"]}
+
+
+def _nlp_words() -> list[str]:
+    """Every word the NLP stand-ins write, each once, in a fixed order."""
+    words = _FILLER + _NOUNS + _VERBS + [v + "ing" for v in _VERBS] + _GOOD + _BAD + ["."]
+    for group in _ANALOGIES:
+        words += group
+    for w, near in _NEIGHBOURS.items():
+        words += [w, *near]
+    return list(dict.fromkeys(words))
+
+
+def _made_up_words(n: int) -> list[str]:
+    """`n` distinct made-up words of two to four syllables ('kalo', 'renvosha', ...)."""
+    syl = ["ka", "lo", "mi", "ren", "tas", "vo", "pel", "dun", "sha", "gri", "bo", "zet"]
+    words = ("".join(p) for k in (2, 3, 4) for p in itertools.product(syl, repeat=k))
+    return list(itertools.islice(words, n))
+
+
+def _hub_file(name: str) -> str:
+    from .data.download import DATA_HUB
+
+    return DATA_HUB[name][0].rsplit("/", 1)[-1]
+
+
+def write_fake_ptb(root: str | os.PathLike, num_lines: int = 5000, seed: int = 0) -> Path:
+    """Write a stand-in for the Penn Tree Bank as root/ptb.zip holding ptb/ptb.train.txt (and
+    ptb.valid.txt, ptb.test.txt): lower-case sentences, one a line, as ' w1 w2 ... ' with
+    numbers as 'N' and rare words as '<unk>', as the real files have them. Words follow Zipf's
+    law over about 700 words (the NLP stand-ins' words, then made-up ones), so subsampling
+    drops most of the frequent ones and `load_data_ptb`'s vocabulary (10 times or more) keeps
+    a few hundred. Returns the zip's path."""
+    rng = random.Random(seed)
+    words = _FILLER + ["N", "<unk>"] + _nlp_words() + _made_up_words(720)
+    words = list(dict.fromkeys(words))
+    weights = [1 / (k + 1) for k in range(len(words))]
+
+    def sentence():
+        return " " + " ".join(rng.choices(words, weights, k=rng.randint(4, 25))) + " "
+
+    path = Path(root) / "ptb.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for split, n in (("train", num_lines), ("valid", num_lines // 10),
+                         ("test", num_lines // 10)):
+            z.writestr(f"ptb/ptb.{split}.txt", "\n".join(sentence() for _ in range(n)) + "\n")
+    return path
+
+
+def write_fake_wikitext2(root: str | os.PathLike, num_paragraphs: int = 400,
+                         seed: int = 0) -> Path:
+    """Write a stand-in for WikiText-2 as root/wikitext-2-v1.zip holding
+    wikitext-2/wiki.{train,valid,test}.tokens in the real layout: ' = Title = ' heading lines,
+    blank lines, and paragraphs of tokenised sentences joined by ' . '. Returns the zip's
+    path."""
+    rng = random.Random(seed)
+
+    def sentence():
+        return " ".join([rng.choice(_FILLER[:6]), rng.choice(_NOUNS), rng.choice(_VERBS) + "s",
+                         rng.choice(_FILLER[:3]), rng.choice(_GOOD + _BAD), rng.choice(_NOUNS)]
+                        + [rng.choice(_FILLER) for _ in range(rng.randint(0, 6))])
+
+    def split(n):
+        lines = []
+        for i in range(n):
+            if i % 5 == 0:
+                lines += [" \n", f" = {rng.choice(_NOUNS).title()} {i // 5} = \n", " \n"]
+            lines.append(" " + " . ".join(sentence() for _ in range(rng.randint(2, 6))) + " . \n")
+        return "".join(lines)
+
+    path = Path(root) / _hub_file("wikitext-2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, n in (("train", num_paragraphs), ("valid", num_paragraphs // 10),
+                        ("test", num_paragraphs // 10)):
+            z.writestr(f"wikitext-2/wiki.{name}.tokens", split(n))
+    return path
+
+
+def write_fake_embedding(root: str | os.PathLike, name: str = "glove.6b.50d",
+                         num_words: int = 3400, seed: int = 0) -> Path:
+    """Write a stand-in for pretrained word vectors as the `DATA_HUB` archive `name`
+    ('glove.6b.50d', 'glove.6b.100d', 'glove.42b.300d', 'wiki.en') holding FOLDER/vec.txt,
+    'word x1 ... xd' a line (fastText's 'wiki.en' with its 'count size' first line). The
+    vectors cover the words of the other NLP stand-ins; man : woman = son : daughter and
+    three more analogies hold, and 'chip', 'baby', 'beautiful' have near neighbours. Made-up
+    words fill it up to `num_words`, 'beautiful' at index 3367 as in GloVe (the book looks it
+    up there) when there are that many. Returns the zip's path."""
+    dims = {"glove.6b.50d": 50, "glove.6b.100d": 100, "glove.42b.300d": 300, "wiki.en": 300}
+    if name not in dims:
+        raise ValueError(f"name must be one of {', '.join(dims)}, got {name!r}")
+    rng = np.random.default_rng(seed)
+    words, dim = _nlp_words(), dims[name]
+    words += _made_up_words(max(0, num_words - len(words)))
+    if len(words) >= 3367:  # index 3367 after '<unk>', as in GloVe 6B
+        words.remove("beautiful")
+        words.insert(3366, "beautiful")
+    vecs = {w: rng.normal(0, 1, dim) for w in words}
+    for a, b, c, d in _ANALOGIES:
+        vecs[d] = vecs[c] + vecs[b] - vecs[a] + rng.normal(0, 0.05, dim)
+    for w, near in _NEIGHBOURS.items():
+        for v in near:
+            vecs[v] = vecs[w] + rng.normal(0, 0.3, dim)
+    lines = [f"{w} " + " ".join(f"{x:.5f}" for x in vecs[w]) for w in words]
+    if name == "wiki.en":
+        lines.insert(0, f"{len(words)} {dim}")
+    file = _hub_file(name)
+    path = Path(root) / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{file[:-len('.zip')]}/vec.txt", "\n".join(lines) + "\n")
+    return path
+
+
+def write_fake_imdb(root: str | os.PathLike, num_train: int = 250, num_test: int = 250,
+                    seed: int = 0) -> Path:
+    """Write a stand-in for the IMDb reviews as root/aclImdb_v1.tar.gz holding
+    aclImdb/{train,test}/{pos,neg}/ID_RATING.txt, half of each split positive. A positive
+    review mixes filler words with praise, a negative one with blame, so a small model learns
+    them; lengths vary from 20 to 300 words. Returns the archive's path."""
+    import io
+
+    rng = random.Random(seed)
+
+    def review(positive):
+        n = rng.randint(20, 300)
+        mood = _GOOD if positive else _BAD
+        words = [rng.choice(mood) if rng.random() < 0.15 else
+                 rng.choice(_FILLER + _NOUNS) for _ in range(n)]
+        return "This movie " + " ".join(words) + ".<br /><br />" + rng.choice(_FILLER) + "."
+
+    path = Path(root) / "aclImdb_v1.tar.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as t:
+        for split, n in (("train", num_train), ("test", num_test)):
+            for i in range(n):
+                positive = i % 2 == 0
+                rating = rng.randint(7, 10) if positive else rng.randint(1, 4)
+                data = review(positive).encode("utf-8")
+                info = tarfile.TarInfo(f"aclImdb/{split}/{'pos' if positive else 'neg'}/"
+                                       f"{i // 2}_{rating}.txt")
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return path
+
+
+_SNLI_HEADER = ("gold_label\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+                "sentence2_parse\tsentence1\tsentence2\tcaptionID\tpairID\tlabel1\tlabel2\t"
+                "label3\tlabel4\tlabel5")
+
+
+def write_fake_snli(root: str | os.PathLike, num_train: int = 2000, num_test: int = 500,
+                    seed: int = 0) -> Path:
+    """Write a stand-in for SNLI as root/snli_1.0.zip holding snli_1.0/snli_1.0_{train,dev,
+    test}.txt: a header line, then tab-separated rows of gold label, the two sentences' binary
+    parses ('( ( A man ) ( ( is ( playing ( a guitar ) ) ) . ) )'), other columns as the real
+    file has them; a few rows have no gold label ('-'). The hypothesis repeats the premise's
+    action (entailment), changes it (contradiction) or adds a purpose (neutral). Returns the
+    zip's path."""
+    rng = random.Random(seed)
+
+    def parse(subject, verb, obj, tail=()):
+        inner = f"( {verb} ( a {obj} ) )"
+        for word in reversed(tail):
+            inner = f"( {inner} {word} )"
+        return f"( ( A {subject} ) ( ( is {inner} ) . ) )"
+
+    def row(pair_id):
+        s, v, o = rng.choice(_NOUNS[:9]), rng.choice(_VERBS) + "ing", rng.choice(_NOUNS[9:])
+        label = rng.choice(["entailment", "contradiction", "neutral", "entailment",
+                            "contradiction", "neutral", "-"])
+        if label == "contradiction":
+            h = parse(s, rng.choice([x + "ing" for x in _VERBS if x + "ing" != v]), o)
+        elif label == "neutral":
+            h = parse(s, v, o, ("for", "a", rng.choice(_NOUNS[:9])))
+        else:
+            h = parse(s, v, o)
+        p = parse(s, v, o, ("in", "the", rng.choice(["street", "park", "beach"])))
+
+        def plain(t):
+            return re.sub(r"\s{2,}", " ", t.replace("(", "").replace(")", "")).strip()
+
+        gold = [label if label != "-" else "neutral"] * 3 + ["entailment", "neutral"]
+        return "\t".join([label, p, h, p.replace("( (", "(ROOT (S (NP"), h, plain(p), plain(h),
+                          f"{pair_id}.jpg#0", f"{pair_id}.jpg#0r1{label[0]}", *gold])
+
+    path = Path(root) / "snli_1.0.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for split, n in (("train", num_train), ("dev", num_test), ("test", num_test)):
+            rows = [_SNLI_HEADER] + [row(f"{split}{i}") for i in range(n)]
+            z.writestr(f"snli_1.0/snli_1.0_{split}.txt", "\n".join(rows) + "\n")
+    return path
+
+
+def write_fake_bert(root: str | os.PathLike, name: str = "bert.small", num_hiddens: int = 256,
+                    ffn_num_hiddens: int = 512, num_heads: int = 4, num_blks: int = 2,
+                    max_len: int = 512, seed: int = 0) -> Path:
+    """Write a stand-in for the book's pretrained BERT as the `DATA_HUB` archive `name`
+    ('bert.small' or 'bert.base') holding FOLDER/vocab.json (the tokens, '<unk>', '<pad>',
+    '<mask>', '<cls>', '<sep>' and the NLP stand-ins' words) and FOLDER/pretrained.params (the
+    state dict of an untrained `d2lai.torch.BERTModel` of these sizes, its lazy layers
+    materialised: the sizes the book's section builds, 256 hiddens and 2 blocks for
+    'bert.small'). Returns the zip's path."""
+    import io
+    import json
+
+    import torch
+
+    from .torch.nlp import BERTModel
+
+    if name not in ("bert.small", "bert.base"):
+        raise ValueError(f"name must be 'bert.small' or 'bert.base', got {name!r}")
+    vocab = ["<unk>", "<pad>", "<mask>", "<cls>", "<sep>"] + _nlp_words()
+    torch.manual_seed(seed)
+    net = BERTModel(len(vocab), num_hiddens, ffn_num_hiddens, num_heads, num_blks, 0.0,
+                    max_len=max_len)
+    tokens = torch.zeros(1, 4, dtype=torch.long)
+    net(tokens, tokens, torch.tensor([4]), torch.zeros(1, 1, dtype=torch.long))
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    file = _hub_file(name)
+    path = Path(root) / file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{file[:-len('.zip')]}/vocab.json", json.dumps(vocab))
+        z.writestr(f"{file[:-len('.zip')]}/pretrained.params", buffer.getvalue())
+    return path
+
+
+def write_fake_nlp_data(root: str | os.PathLike, seed: int = 0) -> Path:
+    """Write every stand-in the NLP chapters load (PTB, WikiText-2, the four embeddings, IMDb,
+    SNLI, bert.small) under root; returns root."""
+    write_fake_ptb(root, seed=seed)
+    write_fake_wikitext2(root, seed=seed)
+    for name in ("glove.6b.50d", "glove.6b.100d", "glove.42b.300d", "wiki.en"):
+        write_fake_embedding(root, name, seed=seed)
+    write_fake_imdb(root, seed=seed)
+    write_fake_snli(root, seed=seed)
+    write_fake_bert(root, seed=seed)
+    return Path(root)

@@ -48,7 +48,24 @@ DATA_HUB: dict[str, tuple[str, str]] = {
     "cifar10_tiny": (DATA_URL + "kaggle_cifar10_tiny.zip",
                      "2068874e4b9a9f0fb07ebe0ad2b29754449ccacd"),
     "dog_tiny": (DATA_URL + "kaggle_dog_tiny.zip", "0cb91d09b814ecdc07b50f31f8dcad3e81d6a86d"),
+    # natural language processing: word2vec, embeddings, BERT, sentiment, inference
+    "ptb": (DATA_URL + "ptb.zip", "319d85e578af0cdc590547f26231e4e31cdf1e42"),
+    "glove.6b.50d": (DATA_URL + "glove.6B.50d.zip", "0b8703943ccdb6eb788e6f091b8946e82231bc4d"),
+    "glove.6b.100d": (DATA_URL + "glove.6B.100d.zip",
+                      "cd43bfb07e44e6f27cbcc7bc9ae3d80284fdaf5a"),
+    "glove.42b.300d": (DATA_URL + "glove.42B.300d.zip",
+                       "b5116e234e9eb9076672cfeabf5469f3eec904fa"),
+    "wiki.en": (DATA_URL + "wiki.en.zip", "c1816da3821ae9f43899be655002f6c723e91b88"),
+    "wikitext-2": ("https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+                   "3c914d17d80b1459be871a5039ac23e752a53cbe"),
+    "aclImdb": (DATA_URL + "aclImdb_v1.tar.gz", "01ada507287d82875905620988597833ad4e0903"),
+    "SNLI": ("https://nlp.stanford.edu/projects/snli/snli_1.0.zip",
+             "9fcde07509c7e87ec61c640c1b2753d9041758e4"),
+    "bert.base": (DATA_URL + "bert.base.torch.zip", "225d66f04cae318b841a13d32af3acc165f253ac"),
+    "bert.small": (DATA_URL + "bert.small.torch.zip", "c72329e68a732bef0452e4b96a1c341c8910f81f"),
 }
+
+ARCHIVES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 _warned: set[tuple[Path, str]] = set()  # (file, SHA-1 of a content said not the book's)
 _sha1_seen: dict[tuple, str] = {}  # (file, size, mtime) -> its SHA-1, read once
@@ -165,7 +182,7 @@ def extract(path: str | os.PathLike, folder: str | os.PathLike | None = None) ->
     try:
         if path.suffix == ".zip":
             _unzip(path, tmp)
-        elif path.name.endswith((".tar", ".tar.gz", ".tgz")):
+        elif path.name.endswith(ARCHIVES[:3]):
             _untar(path, tmp)
         else:
             raise ValueError(f"extract takes .zip, .tar, .tar.gz or .tgz files, got {path.name}")
@@ -219,9 +236,11 @@ def _untar(path: Path, tmp: Path) -> None:
 def download_extract(name: str, folder: str | None = None,
                      root: str | os.PathLike | None = None) -> Path:
     """Download a zip or tar data set and unpack it beside itself; the folder it unpacks to
-    (`folder`, else the archive's name without extension)."""
+    (`folder`, else the archive's name without its .zip, .tar, .tar.gz or .tgz: `glove.6B.50d`
+    for `glove.6B.50d.zip`)."""
     path = download(name, root=root)
-    base = path.name.split(".")[0]
+    base = next((path.name[:-len(ext)] for ext in ARCHIVES if path.name.endswith(ext)),
+                path.name)
     data_dir = path.parent / (folder or base)
     if not data_dir.exists():
         extract(path)

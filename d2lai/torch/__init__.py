@@ -13,9 +13,9 @@ recurrent nets, encoder-decoders and attention).
 The modules follow the book's parts: `tensors` (the preliminaries' tensor names, devices),
 `models` (models and training), `data`, `sequences` (recurrent nets, encoder-decoders,
 attention), `optimization` and `performance`, `vision` (boxes, anchors, detection and
-segmentation data, `train_ch13`), `hpo` (hyperparameter optimisation), `gan`, `rl`
-(reinforcement learning), `plotting`; `utils` holds the function-style
-utilities of the first chapters that the later ones reuse.
+segmentation data, `train_ch13`), `nlp` (word2vec, embeddings, BERT, sentiment, inference),
+`hpo` (hyperparameter optimisation), `gan`, `rl` (reinforcement learning), `plotting`; `utils`
+holds the function-style utilities of the first chapters that the later ones reuse.
 """
 
 from .. import torch as d2l  # noqa: F401 (the edition's `d2l` module names itself `d2l`)
@@ -24,6 +24,7 @@ from . import (
     gan,
     hpo,
     models,
+    nlp,
     optimization,
     performance,
     plotting,
@@ -37,6 +38,17 @@ from .data import *  # noqa: F403
 from .gan import *  # noqa: F403
 from .hpo import *  # noqa: F403
 from .models import *  # noqa: F403
+from .nlp import *  # noqa: F403
+from .nlp import (  # noqa: F401 (the book's helpers of BERT's data, reached as d2l._name)
+    _get_batch_loss_bert,
+    _get_mlm_data_from_tokens,
+    _get_next_sentence,
+    _get_nsp_data_from_paragraph,
+    _pad_bert_inputs,
+    _read_wiki,
+    _replace_mlm_tokens,
+    _WikiTextDataset,
+)
 from .optimization import *  # noqa: F403
 from .performance import *  # noqa: F403
 from .plotting import *  # noqa: F403
@@ -91,4 +103,4 @@ from .vision import *  # noqa: F403
 
 __all__ = (tensors.__all__ + plotting.__all__ + models.__all__ + data.__all__ + utils.__all__
            + sequences.__all__ + optimization.__all__ + performance.__all__ + hpo.__all__
-           + gan.__all__ + rl.__all__ + vision.__all__)
+           + gan.__all__ + rl.__all__ + vision.__all__ + nlp.__all__)
