@@ -1,5 +1,6 @@
 """d2lai: the companion library of the Julia edition of Dive into Deep Learning, on PyTorch."""
 
+from . import metrics as metrics  # d2lai.metrics.TopKAccuracy(5), ...
 from .board import ProgressBoard, save_gif, save_plot
 from .callbacks import Callback, CSVLogger, EarlyStopping, LRScheduler, TensorBoardLogger
 from .callbacks.epoch_log import show_logs

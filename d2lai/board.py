@@ -133,20 +133,17 @@ def _fmt_x(x: float) -> str:
     return str(int(x)) if x.is_integer() else f"{x:.4g}"
 
 
-PANELS = {"loss": "loss", "acc": "accuracy", "ppl": "perplexity", "lr": "learning rate"}
-
-
 def figure_panel(label: str) -> str:
-    """The panel a trainer's figure (`label`) goes on: its kind without the split, `train_loss` and
-    `val_loss` on "loss", `train_acc` and `val_acc` on "accuracy", `val_ppl` on "perplexity",
-    `lr` on "learning rate"; any other figure on a panel of its own name.
+    """The panel a figure (`label`) goes on, as its metric says (`d2lai.metrics`): the losses
+    on "loss", the accuracies on "accuracy", `val_ppl` on "perplexity", `lr` on "learning rate";
+    any other figure on a panel of its own name. A trainer's board asks its own metric list.
 
     >>> figure_panel("val_acc")
     'accuracy'
     """
-    split, _, kind = label.partition("_")
-    kind = kind if split in ("train", "val", "test") and kind else label
-    return PANELS.get(kind, kind.replace("_", " "))
+    from .metrics import KNOWN
+
+    return KNOWN.panel(label)
 
 
 def _readable_ticks(ax, log: bool) -> None:

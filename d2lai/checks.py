@@ -14,8 +14,8 @@ import numbers
 from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
-           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of",
-           "unreached", "evaluation_data"]
+           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "metrics",
+           "optimizer_of", "unreached", "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -202,6 +202,17 @@ def callbacks(value) -> list:
         raise TypeError(f"callbacks must be d2lai.Callback objects, got "
                         f"{', '.join(type(c).__name__ for c in bad)}")
     return value
+
+
+def metrics(value) -> list:
+    """A list of metrics (`d2lai.metrics.Metric`s, torchmetrics objects or functions); one
+    alone is taken as a list of one. Each is checked by `d2lai.metrics.as_metric`."""
+    from .metrics import as_metric
+
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") \
+            or type(value).__module__.startswith("torchmetrics"):
+        value = [value]
+    return [as_metric(m) for m in value]
 
 
 def optimizer_of(optimizer, model) -> None:

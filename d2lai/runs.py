@@ -34,17 +34,18 @@ from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
 from .files import check_output_path, claim, run_folder, write_json, write_whole
+from .metrics import Accuracy, Loss, MetricList
 from .trainer import Metrics, Trainer
 
 __all__ = ["Run", "grid", "sweep", "RunTable"]
 
-FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
+CLASSIFIER = MetricList([Loss(), Accuracy()])
+FIGURES = tuple(CLASSIFIER.keys())  # every record's; then the fit's other metrics
+TRAIN_LOSS, _, VAL_LOSS, VAL_ACC = FIGURES
 COLUMNS = ("run", "epoch", *FIGURES, "epoch_s", "run_s", "status")  # then the settings
 FINISHED = ("ok", "diverged", "failed", "no progress")  # "interrupted" runs are redone
 BAD = ("diverged", "failed", "no progress")
 LEARNING_BUDGET = 500  # optimiser steps after which a run stuck at chance has "failed"
-TAGS = {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
-        "val_acc": "accuracy/val", "epoch_s": "seconds/epoch"}
 _TRAINER_ARGS = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
 
 
@@ -156,6 +157,8 @@ class _Recorder(Callback):
 
     def on_fit_start(self, trainer) -> None:
         self.start, self.hook = time.perf_counter(), None
+        self.metric_list = trainer.metric_list
+        self.figures = [*FIGURES, *(k for k in trainer.metric_list.keys() if k not in FIGURES)]
         self.classes = getattr(trainer.data, "num_classes", None)
         if self.classes is None:  # else the width of the model's first 2-d output
             self.hook = trainer.model.register_forward_hook(self._width)
@@ -170,13 +173,15 @@ class _Recorder(Callback):
         seconds = (logs["train_s"] + logs["val_s"]) if "train_s" in logs and "val_s" in logs \
             else None
         return {"run": self.run.name, "epoch": epoch,
-                **{k: _finite(logs.get(k)) for k in FIGURES}, "epoch_s": seconds,
+                **{k: _finite(logs.get(k)) for k in self.figures}, "epoch_s": seconds,
                 "run_s": time.perf_counter() - self.start, "status": None, **self.run.columns}
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         self.records.append(self._record(epoch, logs))
         if self.writer:
-            for key, tag in TAGS.items():
+            tags = {k: self.metric_list.tag(k) for k in self.figures} | {
+                "epoch_s": "seconds/epoch"}
+            for key, tag in tags.items():
                 if self.records[-1][key] is not None:
                     self.writer.add_scalar(tag, self.records[-1][key], epoch)
 
@@ -216,7 +221,7 @@ def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
     if metrics.diverged or _finite(metrics.train_loss) is None \
             or _finite(metrics.val_loss) is None:
         return "diverged"
-    losses = [r["train_loss"] for r in records]
+    losses = [r[TRAIN_LOSS] for r in records]
     stuck = (metrics.val_acc is not None and classes
              and (metrics.val_acc < 1.5 / classes or metrics.train_loss > math.log(classes))) \
         or (len(losses) >= 2 and not any(loss < losses[0] for loss in losses[1:]))
@@ -441,8 +446,8 @@ def _complete(rows: list[dict]) -> bool:
     if last.get("status") not in FINISHED \
             or not all(k in r for r in rows for k in ("epoch", *FIGURES)):
         return False
-    return last["status"] == "diverged" or (last["train_loss"] is not None
-                                            and last["val_loss"] is not None)
+    return last["status"] == "diverged" or (last[TRAIN_LOSS] is not None
+                                            and last[VAL_LOSS] is not None)
 
 
 # --- the table ------------------------------------------------------------------------------
@@ -672,7 +677,7 @@ class RunTable:
             raise ImportError("RunTable.to_pandas needs pandas: pip install pandas") from None
         return pd.DataFrame(self.records, columns=self.columns())
 
-    def plot_curves(self, metric: str | Sequence[str] = "val_acc",
+    def plot_curves(self, metric: str | Sequence[str] = VAL_ACC,
                     path: str | os.PathLike | None = None) -> Figure:
         """`metric` (or one panel a metric) against the epoch, a line a run; failed and
         diverged runs dashed and marked in the legend."""

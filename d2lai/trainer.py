@@ -1,9 +1,10 @@
 """Trainer and fit: the book's training loop as a short list of named events.
 
 The loop is the book's: for each batch, the model's training step (forward and loss), backward,
-clip, step; then the loss and accuracy over the whole validation set. Everything else (first-batch
-checks, divergence watch, training figures, progress bars, epoch lines, the board, checkpoints,
-early stopping) is a callback (`d2lai.callbacks`), called at the loop's events in its `order`.
+clip, step; then the whole validation set. What each pass measures is the fit's metric list
+(`d2lai.metrics`: the model family's, then `metrics=`). Everything else (first-batch checks,
+divergence watch, progress bars, epoch lines, the board, checkpoints, early stopping) is a
+callback (`d2lai.callbacks`), called at the loop's events in its `order`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from . import checks, distributed
-from .board import ProgressBoard, check_scale, figure_panel
+from .board import ProgressBoard, check_scale
 from .callbacks import (
     BatchChecks,
     Callback,
@@ -33,11 +34,10 @@ from .callbacks import (
     ProgressBar,
     ReduceFigures,
     SeededShuffle,
-    TrainFigures,
 )
-from .callbacks.base import default_monitor, monitor_mode
-from .callbacks.epoch_log import format_figures, show_logs
+from .callbacks.epoch_log import show_logs
 from .device import check_seed, get_device, seed
+from .metrics import KNOWN, Accuracy, Loss, Measure, MetricList
 from .models.rnn import CLIPS, RESCALE_NOTE, clip_gradients, say_once
 from .optim import RULES, setup
 from .precision import Precision
@@ -87,6 +87,12 @@ class Trainer:
             the weights and the optimiser's state stay float32 (`d2lai.precision`).
         compile: compile the training and validation steps with `torch.compile` (the seconds
             it took said on the first epoch line; eager, said once, where it fails).
+        metrics: more metrics to measure on every pass, after the model family's (loss,
+            accuracy, ...): `d2lai.metrics.TopKAccuracy(5)`, a `torchmetrics.Metric`, or a
+            function `(outputs, targets) -> number`; in `trainer.metric_list`.
+
+    The outputs of the model's forward pass of the batch at hand are `trainer.outputs` (for
+    the callbacks, at `on_loss` and `on_validation_batch_end`).
 
     Returns from `fit`: `(model, metrics)`, the model on the CPU and a `Metrics` (the last
     epoch's figures, `metrics.history` every epoch's, `metrics.best()` the best epoch's).
@@ -104,7 +110,8 @@ class Trainer:
                  checkpoint: str | os.PathLike | None = None, resume: bool = False,
                  override_opt: bool = False, seed: int | None = None,
                  callbacks: Callback | list[Callback] = (), max_steps: int | None = None,
-                 clip: str = "rescale", precision: str = "32", compile: bool = False):
+                 clip: str = "rescale", precision: str = "32", compile: bool = False,
+                 metrics: list = ()):
         custom_loop = type(self).fit_epoch is not Trainer.fit_epoch \
             or callable(getattr(type(model), "fit_epoch", None))  # the Julia text's own epoch
         checks.trainable(model, data, opt, custom_loop)
@@ -125,12 +132,15 @@ class Trainer:
         self.grad_clip_val = args["gradient_clip_val"]
         self.clip = checks.one_of("clip", clip, CLIPS)
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
-        self.monitor = monitors[0].monitor if monitors else None  # None: val_acc, else val_loss
+        self.monitor = monitors[0].monitor if monitors else None  # None: the family's default
+        self.metric_list = MetricList([*getattr(model, "METRICS", (Loss(), Accuracy())),
+                                       *checks.metrics(metrics)])
         yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
         self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
-                                   panel_of=figure_panel) if board else None
+                                   panel_of=self.metric_list.panel) if board else None
+        self.outputs = None  # the model's outputs of the batch at hand
         self.amp = Precision(precision, compile)  # how the steps run: autocast, compiled
-        own = [BatchChecks(), self.amp, DivergenceWatch(on_diverge), TrainFigures(), EpochLog(),
+        own = [BatchChecks(), self.amp, DivergenceWatch(on_diverge), EpochLog(),
                *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
@@ -186,24 +196,27 @@ class Trainer:
             self.emit("on_exception", err)  # a callback may raise a clearer error instead
             raise
         finally:
+            self.watch.remove()
             self.model.cpu()
             metrics = Metrics.of(self.history, self.epoch, self.steps, diverged=diverged,
-                                 interrupted=interrupted, stopped_early=self.should_stop)
+                                 interrupted=interrupted, stopped_early=self.should_stop,
+                                 metric_list=self.metric_list)
             for callback in started:
                 callback.on_fit_end(self, metrics)
         return self.model, metrics
 
     def fit_epoch(self) -> dict[str, float]:
-        """One pass over the training set; the epoch's figures, as the callbacks measured them
-        (the mean training loss and, for a classifier, accuracy)."""
+        """One pass over the training set; the epoch's training figures (`train_loss`, ...)."""
         if callable(getattr(type(self.model), "fit_epoch", None)):  # the Julia text's own
             from .julia import model_epoch
 
             return model_epoch(self)
         self.model.train()
+        measure = Measure(self.metric_list, "train", self.model, self.device)
         for batch in self.batches(train=True):
-            loss = self.training_step(batch)  # the model's forward and loss
-            self.emit("on_loss", batch, loss)
+            loss = self.training_step(batch)  # the model's forward (self.outputs) and loss
+            self.emit("on_loss", batch, loss)  # first-batch checks, divergence watch, ...
+            measure.update(self.outputs, batch, loss)
             self.optimizer.zero_grad()
             self.amp.backward(loss)  # loss.backward(), the loss scaled in float16
             with torch.no_grad():  # clipping and the step are no part of the graph
@@ -215,7 +228,7 @@ class Trainer:
             self.emit("on_train_batch_end", batch, loss)
             if self.steps >= self.stop_step:
                 break
-        logs = {}
+        logs = measure.compute()
         self.emit("on_train_epoch_end", logs)
         return logs
 
@@ -228,29 +241,21 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, loader=None) -> dict[str, float]:
-        """Loss (and accuracy) over the WHOLE validation set (or `loader`), in evaluation mode:
-        `{"val_loss": ..., "val_acc": ...}`."""
+        """The metrics over the WHOLE validation set (or `loader`), in evaluation mode:
+        `{"val_loss": ..., "val_acc": ...}` for a classifier."""
         self.model.eval()
-        sums, n, with_acc = torch.zeros(2, dtype=torch.float64, device=self.device), 0, False
+        measure = Measure(self.metric_list, "val", self.model, self.device)
         for batch in self.batches(train=False, loader=loader):
-            out = self.amp.run("validation", self.model.validation_step, batch)
-            if out is None:  # a step that only plots its figures: nothing to sum
-                continue
-            loss, acc = out if isinstance(out, (tuple, list)) else (out, None)
-            k = len(batch[-1])
-            sums[0] += torch.as_tensor(loss, dtype=torch.float64, device=self.device) * k
-            if acc is not None:
-                sums[1] += torch.as_tensor(acc, dtype=torch.float64, device=self.device) * k
-                with_acc = True
-            n += k
-        logs = {} if n == 0 else dict(zip(("val_loss", "val_acc")[:1 + with_acc],
-                                          (sums / n).tolist(), strict=False))
+            out = self.amp.run("validation", self.model.validation_step, batch)  # loss,
+            measure.update(self.outputs, batch, out)  # (loss, acc), or None: nothing
+            self.emit("on_validation_batch_end", batch, out)
+        logs = measure.compute()
         self.emit("on_validation_end", logs)
         return logs
 
     def evaluate(self, data=None, name: str = "val") -> dict[str, float]:
-        """The model's loss (and accuracy) over a whole data set, in evaluation mode, as
-        `validate` computes them, at any time (before, between or after fits).
+        """The fit's metrics (loss, accuracy, yours) over a whole data set, in evaluation mode,
+        as `validate` computes them, at any time (before, between or after fits).
 
         Args:
             data: a data module (its validation set), a data loader or any iterable of
@@ -258,7 +263,7 @@ class Trainer:
             name: the prefix of the figures' names.
 
         Returns:
-            `{f"{name}_loss": ..., f"{name}_acc": ...}` (no accuracy for a regression).
+            `{f"{name}_loss": ..., f"{name}_acc": ..., ...}` (no accuracy for a regression).
 
         >>> trainer.evaluate()                        # {'val_loss': 0.31, 'val_acc': 0.89}
         >>> trainer.evaluate(other.val_dataloader(), name="other")
@@ -273,10 +278,12 @@ class Trainer:
         self.dtype = params.dtype if params is not None and params.is_floating_point() else None
         self.amp.setup(self.device, self.model)
         hooks, self.hooks = getattr(self, "hooks", None), {e: [] for e in Callback.EVENTS}
+        watch = self.model.register_forward_hook(self.keep_outputs)
         try:  # no callbacks: an evaluation is no part of a fit
             logs = self.validate(data)
         finally:
             self.hooks = hooks
+            watch.remove()
             self.model.cpu()
         return {f"{name}_{k.removeprefix('val_')}": v for k, v in logs.items()}
 
@@ -289,7 +296,8 @@ class Trainer:
             raise ValueError(f"{type(self.data).__name__} has no test_dataloader(): pass the "
                              f"test batches to trainer.evaluate(loader, name='test')")
         logs = self.evaluate(loader(), name="test")
-        logger.log(logging.INFO if self.verbose else logging.DEBUG, "%s", format_figures(logs))
+        logger.log(logging.INFO if self.verbose else logging.DEBUG, "%s",
+                   self.metric_list.format(logs))
         return logs
 
     def batches(self, train: bool, loader=None):
@@ -301,7 +309,7 @@ class Trainer:
         kind = "train" if train else "validation"
         self.emit(f"on_{kind}_start", loader)
         for batch in loader:
-            batch = self.prepare_batch(batch)
+            batch, self.outputs = self.prepare_batch(batch), None  # outputs: the step's own
             self.emit(f"on_{kind}_batch_start", batch)
             yield batch
 
@@ -309,6 +317,7 @@ class Trainer:
         """Count the epoch, add the model's own figures, record them, call the callbacks."""
         self.epoch += 1
         logs = {k: v for k, v in logs.items() if v is not None}
+        logs |= self.metric_list.derive(logs)  # perplexity from the loss, ...
         own = getattr(self.model, "epoch_figures", None)  # a model family's own figures
         if own is not None:
             logs |= own(logs)
@@ -333,6 +342,10 @@ class Trainer:
 
     # --- around the loop ----------------------------------------------------------------------
 
+    def keep_outputs(self, module, args, outputs) -> None:
+        """Keep the model's outputs of the batch at hand (a forward hook, for this fit)."""
+        self.outputs = outputs
+
     def emit(self, event: str, *args) -> None:
         """Call `event` on each callback that overrides it, in the callbacks' order."""
         for hook in self.hooks[event]:
@@ -356,6 +369,7 @@ class Trainer:
         self.stop_epoch = (0 if first else self.epoch) + (self.max_epochs or math.inf)
         self.stop_step = (0 if first else self.steps) + (self.max_steps or math.inf)
         self.should_stop = False
+        self.watch = self.model.register_forward_hook(self.keep_outputs)
         self.hooks = {event: [getattr(c, event) for c in self.callbacks
                               if getattr(type(c), event) is not getattr(Callback, event)]
                       for event in Callback.EVENTS}
@@ -385,7 +399,10 @@ class Metrics:
 
     `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the figures;
     `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
-    ended; `monitor`: the figure `best()` chose the epoch by.
+    ended; `monitor`: the figure `best()` chose the epoch by; `modes`: each figure's
+    direction ('min' or 'max', as its metric says) and `default_monitor` the figure `best()`
+    takes when none is named (both from the fit's metrics). Any other figure of the history
+    is an attribute too: `metrics.val_top5_acc`.
 
     >>> model, metrics = d2lai.fit(trainer)
     >>> metrics.val_acc, metrics.epoch            # the last epoch's
@@ -405,13 +422,29 @@ class Metrics:
     steps: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     monitor: str | None = None
+    # each figure's direction ('min' or 'max', as its metric says) and the default monitor
+    modes: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    default_monitor: str | None = field(default=None, repr=False, compare=False)
+
+    def __getattr__(self, name: str):
+        """Any other figure of the history at `epoch`: `metrics.val_top5_acc`."""
+        history = self.__dict__.get("history", {})
+        if name.startswith("_") or name not in history:
+            raise AttributeError(f"{type(self).__name__} has no {name!r}; the figures are "
+                                 f"{', '.join(history)}")
+        values = history[name]
+        return values[self.epoch - 1] if 1 <= self.epoch <= len(values) else None
 
     @classmethod
-    def of(cls, history: dict, epochs: int, steps: int, **flags) -> Metrics:
-        """The metrics of the last epoch of `history` (figure name -> a value an epoch)."""
+    def of(cls, history: dict, epochs: int, steps: int, metric_list: MetricList = KNOWN,
+           **flags) -> Metrics:
+        """The metrics of the last epoch of `history` (figure name -> a value an epoch), with
+        the directions of `metric_list`, the fit's metrics."""
         metrics = cls(math.nan, None, math.nan, epochs, steps=steps,
-                      history={k: list(v) for k, v in history.items()}, **flags)
-        return metrics.at_epoch(len(history.get("train_loss", [])))
+                      history={k: list(v) for k, v in history.items()},
+                      modes={k: metric_list.mode(k) for k in history},
+                      default_monitor=metric_list.default_monitor(history), **flags)
+        return metrics.at_epoch(max(map(len, history.values()), default=0))
 
     def at_epoch(self, epoch: int) -> Metrics:
         """Take the figures of `epoch` (from 1) from the history."""
@@ -429,16 +462,17 @@ class Metrics:
 
         Args:
             monitor: a figure of the history; default `val_acc` if there is one, else
-                `val_loss`, else `train_loss`.
-            mode: "min", "max", or "auto" (accuracies are maximised, the rest minimised).
+                `val_loss`, else `train_loss` (the fit's metrics decide).
+            mode: "min", "max", or "auto" (as the metric says: accuracies are maximised).
 
         Returns:
             A `Metrics` whose `epoch` is the best one (the first on ties; non-finite values
             are passed over; 0 if there is none) and whose `monitor` names the figure.
         """
-        monitor = monitor or default_monitor(self.history)
+        monitor = monitor or self.default_monitor or KNOWN.default_monitor(self.history)
         values = self.history.get(monitor, [])
-        pick = min if monitor_mode(monitor, mode) == "min" else max
+        mode = self.modes.get(monitor, "auto") if mode == "auto" else mode
+        pick = min if KNOWN.mode(monitor, mode) == "min" else max
         finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
         epoch = pick(finite, key=values.__getitem__) + 1 if finite else 0
         return replace(self, monitor=monitor).at_epoch(epoch)

@@ -74,10 +74,12 @@ def make(name: str, seed: int = 0) -> nn.Module:
     return ConvNet(name)
 
 
-def reference(model: nn.Module, data: Data, epochs: int, seed: int = SEED) -> dict:
+def reference(model: nn.Module, data: Data, epochs: int, seed: int = SEED,
+              outputs: list | None = None) -> dict:
     """One process, the whole global batch: the book's loop written out, each epoch's order
     `randperm` of a generator seeded with seed + epoch (as the ranks draw it). Returns the
-    figures of every epoch; `model` is trained in place."""
+    figures of every epoch; `model` is trained in place. With `outputs`, each pass's outputs
+    and labels are appended to it: (train outputs, train labels, val outputs, val labels)."""
     opt = torch.optim.SGD(model.parameters(), lr=LR)
     X, y = data.train
     n, B = len(X), data.batchsize
@@ -89,9 +91,11 @@ def reference(model: nn.Module, data: Data, epochs: int, seed: int = SEED) -> di
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch))
         model.train()
         loss_sum = acc_sum = 0.0
+        seen = []
         for lo, hi in zip(starts, starts[1:] + [n], strict=True):
             rows = order[lo:hi]
             y_hat = model(X[rows])
+            seen.append((y_hat.detach(), y[rows]))
             loss = model.loss(y_hat, y[rows])
             opt.zero_grad()
             loss.backward()
@@ -103,6 +107,9 @@ def reference(model: nn.Module, data: Data, epochs: int, seed: int = SEED) -> di
             y_hat = model(data.val[0])
             history["val_loss"].append(float(model.loss(y_hat, data.val[1])))
             history["val_acc"].append(float(model.accuracy(y_hat, data.val[1])))
+        if outputs is not None:
+            outputs.append((torch.cat([o for o, _ in seen]), torch.cat([t for _, t in seen]),
+                            y_hat, data.val[1]))
         history["train_loss"].append(loss_sum / n)
         history["train_acc"].append(acc_sum / n)
     return history
@@ -198,6 +205,35 @@ def unused():
     return {"error": None}
 
 
+class FiveClasses(MLP):
+    """Five classes, so that a top-2 accuracy and a macro F1 are figures worth comparing."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 5))
+
+
+def five_class_data() -> Data:
+    data = Data()
+    for split in ("train", "val"):
+        X, _ = getattr(data, split)
+        setattr(data, split, (X, X.argmax(1)))  # the largest of 5 features
+    return data
+
+
+def metrics():
+    """Metrics of the reader's own: top-2 accuracy, a torchmetrics F1 and a plain function,
+    measured on each rank's part and summed over the ranks."""
+    from torchmetrics.classification import MulticlassF1Score
+
+    def first_class(y_hat, y):
+        return (y_hat.argmax(-1) == 0).float().mean()
+
+    torch.manual_seed(0)
+    return fit(FiveClasses(), five_class_data(), max_epochs=3, verbose=False, metrics=[
+        d2lai.metrics.TopKAccuracy(2), MulticlassF1Score(5), first_class])
+
+
 def killed():
     """Rank 1 dies at the start of the second epoch; rank 0 must stop with a clear error."""
     class Die(d2lai.Callback):
@@ -236,7 +272,7 @@ def hung():
 
 
 SCENARIOS = {f.__name__: f for f in (plain, resume, sync_scratch, sync_torch, per_rank_scratch,
-                                     per_rank_torch, diverge, edition, unused, killed,
+                                     per_rank_torch, diverge, edition, metrics, unused, killed,
                                      interrupted, hung)}
 
 

@@ -21,7 +21,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-from distributed_worker import LR, MLP, Data, image_data, make, reference
+from distributed_worker import (
+    LR,
+    MLP,
+    Data,
+    FiveClasses,
+    five_class_data,
+    image_data,
+    make,
+    reference,
+)
 from distributed_worker import fit as worker_fit
 from torch import nn
 
@@ -35,7 +44,7 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().with_name("distributed_worker.py")
-SCENARIOS = {"loop": ("plain", "resume", "diverge", "edition", "unused"),
+SCENARIOS = {"loop": ("plain", "resume", "diverge", "edition", "metrics", "unused"),
              "batch_norm": ("sync_scratch", "sync_torch", "per_rank_scratch", "per_rank_torch")}
 
 
@@ -179,6 +188,39 @@ def test_a_checkpoint_of_two_ranks_resumes_on_one(ranks, tmp_path, one_thread):
     assert metrics.epochs == 3 and trainer.steps == 3 * 7
     assert trainer.history["val_loss"][:2] == result(out, "plain", 0)["history"]["val_loss"]
     assert metrics.val_loss < trainer.history["val_loss"][0]
+
+
+def macro_f1(y_hat: torch.Tensor, y: torch.Tensor, classes: int) -> float:
+    """By hand: the mean over the classes seen (predicted or true) of 2tp / (2tp + fp + fn)."""
+    pred, scores = y_hat.argmax(-1), []
+    for c in range(classes):
+        tp = int(((pred == c) & (y == c)).sum())
+        wrong = int(((pred == c) != (y == c)).sum())  # fp + fn
+        if tp + wrong:
+            scores.append(2 * tp / (2 * tp + wrong))
+    return sum(scores) / len(scores)
+
+
+def test_metrics_of_your_own_over_two_ranks_equal_one_process(ranks):
+    pytest.importorskip("torchmetrics")
+    out, _ = ranks
+    r0, r1 = result(out, "metrics", 0), result(out, "metrics", 1)
+    torch.manual_seed(0)
+    passes = []  # one process, each pass's outputs kept
+    expected = reference(FiveClasses(), five_class_data(), epochs=3, outputs=passes)
+    for split, i in (("train", 0), ("val", 2)):
+        y_hats, ys = [p[i] for p in passes], [p[i + 1] for p in passes]
+        expected[f"{split}_top2_acc"] = [
+            float((o.topk(2, -1).indices == t[:, None]).any(-1).float().mean())
+            for o, t in zip(y_hats, ys, strict=True)]
+        expected[f"{split}_f1_score"] = [macro_f1(o, t, 5) for o, t in zip(y_hats, ys,
+                                                                             strict=True)]
+        expected[f"{split}_first_class"] = [float((o.argmax(-1) == 0).float().mean())
+                                            for o in y_hats]
+    for name, values in expected.items():  # loss and accuracy too
+        assert r0["history"][name] == pytest.approx(values, abs=1e-6), name
+    assert r1["history"] == r0["history"]
+    assert 0 < expected["val_f1_score"][-1] < expected["val_top2_acc"][-1] <= 1
 
 
 def test_divergence_is_decided_alike_on_all_ranks(ranks):

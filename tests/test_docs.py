@@ -24,7 +24,7 @@ DOCUMENTED = ["d2lai.trainer", "d2lai.board", "d2lai.runs", "d2lai.device",
               "d2lai.callbacks.divergence", "d2lai.callbacks.early_stopping",
               "d2lai.callbacks.epoch_log", "d2lai.callbacks.lr_scheduler",
               "d2lai.callbacks.progress", "d2lai.callbacks.tensorboard",
-              "d2lai.callbacks.train_figures", "chapters.cli"]
+              "d2lai.metrics", "chapters.cli"]
 IGNORED = {"self", "args", "kwargs", "trainer_kwargs", "cls"}
 
 

@@ -46,7 +46,8 @@ def test_a_callback_sees_every_event_in_order(tiny_data):
     epoch = [("on_epoch_start", 1), ("on_train_start", 1)] + \
         [("on_train_batch_start", 1), ("on_loss", 1), ("on_train_batch_end", 1)] * batches + \
         [("on_train_epoch_end", 1), ("on_validation_start", 1),
-         ("on_validation_batch_start", val_batches), ("on_validation_end", 1),
+         *[("on_validation_batch_start", 1), ("on_validation_batch_end", 1)] * val_batches,
+         ("on_validation_end", 1),
          ("on_epoch_end", 1)]
     assert _compress(recorder.events) == [("on_fit_start", 1), *epoch, *epoch,
                                           ("on_fit_end", 1)]
@@ -248,16 +249,11 @@ def test_numpy_integers_are_integers(tiny_data):
 
 
 def test_training_sums_are_kept_in_float64_whatever_the_loss_dtype():
-    from types import SimpleNamespace
+    from d2lai.metrics import Loss, Measure, MetricList
 
-    from d2lai.callbacks.train_figures import TrainFigures
-
-    figures, trainer = TrainFigures(), SimpleNamespace(device=torch.device("cpu"))
-    figures.accuracy = figures.outputs = None  # as on_fit_start leaves them: no accuracy
-    figures.on_train_start(trainer, None)
+    measure = Measure(MetricList([Loss()]), "train", None, torch.device("cpu"))
     y = torch.zeros(8192, dtype=torch.long)
     for loss in (torch.tensor(10.0, dtype=torch.float16), torch.tensor(2.0)):
-        figures.on_loss(trainer, (y, y), loss)  # 10 * 8192 overflows float16
-    logs = {}
-    figures.on_train_epoch_end(trainer, logs)
+        measure.update(None, (y, y), loss)  # 10 * 8192 overflows float16
+    logs = measure.compute()
     assert logs == {"train_loss": 6.0}

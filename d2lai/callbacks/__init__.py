@@ -14,9 +14,8 @@ from .lr_scheduler import LRScheduler
 from .progress import ProgressBar
 from .reduce_figures import ReduceFigures
 from .tensorboard import TensorBoardLogger
-from .train_figures import TrainFigures
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
            "CSVLogger", "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard",
            "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceFigures",
-           "SeededShuffle", "TensorBoardLogger", "TrainFigures"]
+           "SeededShuffle", "TensorBoardLogger"]

@@ -8,16 +8,20 @@ The loop's events, in the order a fit meets them:
           on_train_batch_start(batch)   the batch is on the device
           on_loss(batch, loss)          after the model's training step (forward and loss)
           on_train_batch_end(batch, loss)   after backward, clipping and the optimiser's step
-        on_train_epoch_end(logs)      the training pass is over: callbacks add their figures
+        on_train_epoch_end(logs)      the training pass is over, its metrics measured: callbacks
+                                      add their figures
         on_validation_start(loader)
           on_validation_batch_start(batch)
+          on_validation_batch_end(batch, out)   after the model's validation step
         on_validation_end(logs)
       on_epoch_end(epoch, logs)       the epoch's figures, validation included
     on_fit_end(metrics)               also when the fit diverged, was interrupted or failed
     on_exception(error)               a callback may raise a clearer error instead
 
-Each hook takes the trainer first. Callbacks run in the order of their `order` (smaller
-first; the trainer's own: checks 0, divergence 10, training figures 20, progress bar 30,
+Each hook takes the trainer first; at `on_loss` and `on_validation_batch_end`,
+`trainer.outputs` holds the model's outputs of the batch (no forward hook of your own needed).
+Callbacks run in the order of their `order` (smaller first; the trainer's own: checks 0,
+divergence 10, sums over ranks 25, progress bar 30,
 epoch line 40, checkpoint 80, board 90; a learning-rate scheduler 45, yours 50, the CSV and
 TensorBoard loggers 60), and may stop the fit by setting `trainer.should_stop = True`.
 
@@ -35,6 +39,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+
+from ..metrics import KNOWN, MetricList
+from ..metrics import of as metrics_of
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures",
            "by_class"]
@@ -63,8 +70,8 @@ class Callback:
     adds_figures: tuple[str, ...] = ()
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
-              "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",
-              "on_exception")
+              "on_validation_batch_start", "on_validation_batch_end", "on_validation_end",
+              "on_epoch_end", "on_fit_end", "on_exception")
 
     def for_run(self, name: str) -> Callback:
         """This callback for one run of a sweep (`name`): a copy of its own, so that no state
@@ -104,6 +111,10 @@ class Callback:
     def on_validation_batch_start(self, trainer, batch) -> None:
         """A validation batch, on the device."""
 
+    def on_validation_batch_end(self, trainer, batch, out) -> None:
+        """After the validation step of `batch`, which returned `out` (a loss, or `(loss,
+        accuracy)`); its outputs are `trainer.outputs`."""
+
     def on_validation_end(self, trainer, logs: dict) -> None:
         """After the validation pass, with its figures (`val_loss`, `val_acc`)."""
 
@@ -117,28 +128,25 @@ class Callback:
         """The fit is failing with `error`: raise a clearer error, or do nothing."""
 
 
-def default_monitor(names) -> str:
-    """The figure a fit is judged by when none is named: `val_acc` if it is among `names`
-    (figure names, or a dict of figures), else `val_loss`, else `train_loss`.
+def default_monitor(names, metric_list: MetricList = KNOWN) -> str:
+    """The figure a fit is judged by when none is named: the validation accuracy if it is
+    among `names` (figure names, or a dict of figures), else the validation loss, else the
+    training loss (as `metric_list`, the fit's metrics, ranks them).
 
     >>> default_monitor({"train_loss": 0.5, "val_loss": 0.4})
     'val_loss'
     """
-    return next((k for k in ("val_acc", "val_loss") if k in names), "train_loss")
+    return metric_list.default_monitor(names)
 
 
-def monitor_mode(monitor: str, mode: str = "auto") -> str:
-    """'min' or 'max' for figure `monitor`: `mode` itself, or for 'auto' 'max' for accuracies
-    and 'min' for everything else.
+def monitor_mode(monitor: str, mode: str = "auto", metric_list: MetricList = KNOWN) -> str:
+    """'min' or 'max' for figure `monitor`: `mode` itself, or for 'auto' what its metric in
+    `metric_list` (the fit's metrics) says: accuracies are maximised, losses minimised.
 
     >>> monitor_mode("val_acc")
     'max'
     """
-    if mode not in ("auto", "min", "max"):
-        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-    if mode != "auto":
-        return mode
-    return "max" if "acc" in monitor else "min"
+    return metric_list.mode(monitor, mode)
 
 
 class MonitorCallback(Callback):
@@ -157,12 +165,15 @@ class MonitorCallback(Callback):
             raise ValueError(f"{type(self).__name__}: monitor must be a figure name such as "
                              f"'val_loss', got {monitor!r}")
         self.monitor, self.mode, self.min_delta = monitor, monitor_mode(monitor, mode), min_delta
+        self.asked_mode = mode
 
     def on_fit_start(self, trainer) -> None:
-        """Refuse a monitor that is none of the fit's figures, before anything trains."""
+        """Refuse a monitor that is none of the fit's figures, before anything trains; take
+        the direction of an 'auto' mode from its metric."""
         known = fit_figures(trainer)
         if known is not None and self.monitor not in known:
             self.value(dict.fromkeys(known))
+        self.mode = metrics_of(trainer).mode(self.monitor, self.asked_mode)
 
     def better(self, value: float, reference: float | None) -> bool:
         """Whether `value` beats `reference` (None: nothing yet) by more than `min_delta`."""
@@ -181,15 +192,20 @@ class MonitorCallback(Callback):
 
 
 def fit_figures(trainer) -> list[str] | None:
-    """The figures the fit of `trainer` will log each epoch, before it starts: the model
-    family's (`figure_names`) and the callbacks' (`adds_figures`); None if the model cannot say.
+    """The figures the fit of `trainer` will log each epoch, before it starts: its metrics'
+    (`trainer.metric_list`), the model's own `epoch_figures` and the callbacks'
+    (`adds_figures`); None if the model's own cannot be known before it trains.
 
     >>> fit_figures(Trainer(BLeNetConcise(), data, Descent(0.1)))
     ['train_loss', 'train_acc', 'val_loss', 'val_acc']
     """
-    names = getattr(trainer.model, "figure_names", None)
-    names = names() if callable(names) else None
-    if names is None:
+    if not hasattr(trainer, "metric_list"):
+        return None
+    names = trainer.metric_list.keys()
+    own = getattr(trainer.model, "epoch_figures", None)
+    try:  # from stand-in values
+        names += list(own(dict.fromkeys(names, 1.0))) if own is not None else []
+    except Exception:  # figures that need real values: known after the first epoch only
         return None
     return list(dict.fromkeys([*names, *(f for c in trainer.callbacks
                                           for f in getattr(c, "adds_figures", ()))]))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from .base import Callback, default_monitor, monitor_mode
+from ..metrics import of as metrics_of
+from .base import Callback
 
 logger = logging.getLogger("d2lai")
 
@@ -44,8 +45,8 @@ class DrawBoard(Callback):
         for name in trainer.history:
             if logs.get(name) is not None:
                 self.board.draw(epoch, logs[name], name)
-        monitor = trainer.monitor or default_monitor(logs)
-        self.board.mark_best(monitor, monitor_mode(monitor))
+        monitor = trainer.monitor or metrics_of(trainer).default_monitor(logs)
+        self.board.mark_best(monitor, metrics_of(trainer).mode(monitor))
 
     def on_fit_end(self, trainer, metrics) -> None:
         if self.path is None or not self.board.series:

@@ -10,6 +10,7 @@ import torch
 
 from ..checks import one_of
 from ..distributed import any_rank, launched
+from ..metrics import Loss
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
@@ -81,7 +82,7 @@ class DivergenceWatch(Callback):
                                "clip gradients with gradient_clip_val")
 
     def on_validation_end(self, trainer, logs: dict) -> None:
-        loss = logs.get("val_loss")
+        loss = logs.get(Loss().key("val"))
         if loss is not None and not math.isfinite(loss):  # weights finite, but no model
             self.stop(trainer, f"diverged at epoch {trainer.epoch + 1}: the validation loss is "
                                f"{loss} (the training losses were finite)",

@@ -22,35 +22,23 @@ import math
 import sys
 
 from .. import distributed
+from ..metrics import KNOWN, MetricList
+from ..metrics import of as metrics_of
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
 
 __all__ = ["EpochLog", "JuliaFormatter", "show_logs", "format_figures"]
 
-TITLES = {"train_loss": "Train Loss", "train_acc": "Train Acc", "train_ppl": "Train Ppl",
-          "val_loss": "Val Loss", "val_acc": "Val Acc", "val_ppl": "Val Ppl",
-          "test_loss": "Test Loss", "test_acc": "Test Acc", "lr": "LR"}
-HIDDEN = ("train_s", "val_s")  # in the line as the epoch's seconds, not as figures
-
-
-def _number(value: float) -> str:
-    """4 decimals in the usual range, 4 significant digits for tiny or huge values (a rate)."""
-    return f"{value:.4f}" if value == 0 or 1e-3 <= abs(value) < 1e5 or not math.isfinite(value) \
-        else f"{value:.4g}"
-
-
-def format_figures(logs: dict[str, float]) -> str:
+def format_figures(logs: dict[str, float], metric_list: MetricList = KNOWN) -> str:
     """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the figures of `logs` (name ->
-    value), the book's first, in the book's order, then any others (titled from their names),
-    timings left out.
+    value), titled and ordered as `metric_list` (the fit's metrics) says, then any others
+    (titled from their names), timings left out.
 
     >>> format_figures({"val_acc": 0.86, "train_loss": 0.4})
     'Train Loss: 0.4000, Val Acc: 0.8600'
     """
-    names = [k for k in TITLES if k in logs] + [k for k in logs if k not in TITLES]
-    return ", ".join(f"{TITLES.get(k) or k.replace('_', ' ').title()}: {_number(logs[k])}"
-                     for k in names if k not in HIDDEN and isinstance(logs[k], (int, float)))
+    return metric_list.format(logs)
 
 
 class EpochLog(Callback):
@@ -68,7 +56,7 @@ class EpochLog(Callback):
         if epoch % trainer.print_every == 0:
             end = f"/{trainer.stop_epoch}" if trainer.stop_epoch < math.inf else ""
             seconds = logs.get("train_s", 0.0) + logs.get("val_s", 0.0)
-            figures = format_figures(logs)
+            figures = metrics_of(trainer).format(logs)
             notes = "".join(f" · {note}" for note in trainer.notes)  # bf16 autocast, ...
             trainer.notes.clear()
             line = f"Epoch {epoch}{end} · {seconds:.1f} s{notes}" + (f" · {figures}"
@@ -76,17 +64,17 @@ class EpochLog(Callback):
             logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s", line)
 
     def on_fit_end(self, trainer, metrics) -> None:
-        epochs = len(metrics.history.get("train_loss", []))
+        epochs = max(map(len, metrics.history.values()), default=0)
         best = metrics.best(trainer.monitor) if epochs >= 2 else None
         if best is None or not best.epoch:
             return
         figures = {k: v[best.epoch - 1] for k, v in metrics.history.items()
                    if len(v) >= best.epoch}
-        title = TITLES.get(best.monitor) or best.monitor.replace("_", " ").title()
+        title = metrics_of(trainer).label(best.monitor)
         last = " (the last)" if best.epoch == epochs else ""
         logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s",
                    f"Best {title} at epoch {best.epoch}/{epochs}{last} · "
-                   f"{format_figures(figures)}")
+                   f"{metrics_of(trainer).format(figures)}")
 
 
 class JuliaFormatter(logging.Formatter):

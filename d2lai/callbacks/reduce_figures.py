@@ -1,17 +1,19 @@
-"""ReduceFigures: under torchrun, each epoch's figures over every rank's samples."""
+"""ReduceFigures: under torchrun, the callbacks' figures over every rank's samples."""
 
 from __future__ import annotations
 
 from .. import distributed
+from ..metrics import of as metrics_of
 from .base import Callback
 
 __all__ = ["ReduceFigures"]
 
 
 class ReduceFigures(Callback):
-    """Each rank measures its own part of the data; this turns the training figures and the
-    validation figures into means over every rank's samples, so that the epoch line, the
-    history and `Metrics` are those one process reports. Before validation, every rank gets
+    """Each rank measures its own part of the data; the fit's metrics are summed over the ranks
+    where they are measured (`d2lai.metrics.Measure`), and this turns the figures callbacks add
+    into means over every rank's samples, so that the epoch line, the history and `Metrics` are
+    those one process reports. Before validation, every rank gets
     rank 0's buffers (batch-norm statistics, which differ between ranks unless synchronised),
     so that all ranks validate, and rank 0 saves, the same model. The trainer adds it under
     torchrun."""
@@ -25,7 +27,7 @@ class ReduceFigures(Callback):
         self.samples += len(batch[-1])
 
     def on_train_epoch_end(self, trainer, logs: dict) -> None:
-        logs.update(distributed.mean_over_ranks(logs, self.samples, trainer.device))
+        logs.update(self.reduce(trainer, logs))
         distributed.broadcast_buffers(trainer.model)
 
     def on_validation_start(self, trainer, loader) -> None:
@@ -35,4 +37,10 @@ class ReduceFigures(Callback):
         self.samples += len(batch[-1])
 
     def on_validation_end(self, trainer, logs: dict) -> None:
-        logs.update(distributed.mean_over_ranks(logs, self.samples, trainer.device))
+        logs.update(self.reduce(trainer, logs))
+
+    def reduce(self, trainer, logs: dict) -> dict:
+        measured = set(metrics_of(trainer).keys())  # summed over the ranks already
+        others = {k: v for k, v in logs.items() if k not in measured}
+        return distributed.mean_over_ranks(others, self.samples, trainer.device) if others \
+            else {}

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..checks import count
 from ..files import check_output_path, run_folder
+from ..metrics import KNOWN, MetricList
+from ..metrics import of as metrics_of
 from .base import Callback
 
 __all__ = ["TensorBoardLogger", "summary_writer", "tag"]
@@ -26,19 +28,16 @@ def summary_writer():
     return SummaryWriter
 
 
-def tag(name: str) -> str:
-    """The TensorBoard tag of figure `name`: `train_loss` -> `loss/train`, `val_acc` ->
-    `accuracy/val`, `val_ppl` -> `perplexity/val`, others as they are; kinds group the splits
-    in one chart.
+def tag(name: str, metric_list: MetricList = KNOWN) -> str:
+    """The TensorBoard tag of figure `name`, as its metric in `metric_list` (the fit's
+    metrics) says: `train_loss` -> `loss/train`,
+    `val_acc` -> `accuracy/val`, `val_top5_acc` -> `top5_acc/val`; the passes of one metric
+    share a chart.
 
     >>> tag("val_acc")
     'accuracy/val'
     """
-    kinds = {"loss": "loss", "acc": "accuracy", "ppl": "perplexity"}
-    split, _, kind = name.partition("_")
-    if split in ("train", "val", "test") and kind:
-        return f"{kinds.get(kind, kind)}/{split}"
-    return name
+    return metric_list.tag(name)
 
 
 class TensorBoardLogger(Callback):
@@ -80,7 +79,7 @@ class TensorBoardLogger(Callback):
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         for name, value in logs.items():
             if name not in ("train_s", "val_s") and isinstance(value, (int, float)):
-                self.writer.add_scalar(tag(name), value, epoch)
+                self.writer.add_scalar(metrics_of(trainer).tag(name), value, epoch)
         if "train_s" in logs and "val_s" in logs:
             self.writer.add_scalar("seconds/epoch", logs["train_s"] + logs["val_s"], epoch)
         self.writer.flush()

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from ..metrics import Loss, Metric, MetricList
+
 __all__ = ["AbstractModel", "AbstractConciseModel", "Model", "Weights", "registered", "forward",
            "loss", "training_step", "validation_step"]
 
@@ -14,11 +16,11 @@ __all__ = ["AbstractModel", "AbstractConciseModel", "Model", "Weights", "registe
 class AbstractModel(nn.Module):
     """A model that knows its loss. Subclasses set `self.net` (or override `forward`) and `loss`.
 
-    `train_accuracy` says whether the trainer scores the training batches too (when the model
-    has an `accuracy`); a family whose figure is something else turns it off.
+    `METRICS` declares what a fit of this family measures (here: the loss); a family adds its
+    own (a classifier's accuracy, a language model's perplexity).
     """
 
-    train_accuracy = True
+    METRICS: tuple[Metric, ...] = (Loss(),)
     # The fields Flux's `@layer Model trainable = (...)` names: tensors assigned to them become
     # nn.Parameters (namespaces of tensors, lists of cells: registered modules).
     trainable: tuple[str, ...] = ()
@@ -79,17 +81,15 @@ class AbstractModel(nn.Module):
         return None
 
     def epoch_figures(self, logs: dict[str, float]) -> dict[str, float]:
-        """Figures this kind of model adds to an epoch's (the RNN family: perplexity)."""
-        return {}
-
-    # the figures a fit logs for this family: the mean training loss, the validation loss
-    FIGURES = ("train_loss", "val_loss")
+        """Figures this family derives from an epoch's others (a language model's perplexity:
+        its `METRICS`'); a family may add its own here."""
+        return MetricList(self.METRICS).derive(logs)
 
     def figure_names(self) -> list[str] | None:
         """The names of the figures a fit of this model logs each epoch, known before it
-        starts: the family's, then its own `epoch_figures` (found from stand-in values); None
+        starts: its `METRICS`', then its own `epoch_figures` (found from stand-in values); None
         when these cannot be found so."""
-        names = [n for n in self.FIGURES if n != "train_acc" or self.train_accuracy]
+        names = MetricList(self.METRICS).keys()
         try:
             own = self.epoch_figures({name: 1.0 for name in names})
         except Exception:  # figures that need real values: known after the first epoch only

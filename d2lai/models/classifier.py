@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import Accuracy, Loss
 from .base import AbstractModel
 
 __all__ = ["AbstractClassifier", "HEADS", "accuracy", "check_labels", "class_indices",
@@ -34,7 +35,7 @@ class AbstractClassifier(AbstractModel):
     """
 
     output_kind: str | None = None
-    FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")
+    METRICS = (Loss(), Accuracy())
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checks import count, flag, number, one_of, positive_int
+from ..metrics import Accuracy, Loss, Perplexity
 from .classifier import AbstractClassifier
 
 __all__ = ["RNNScratch", "LSTMScratch", "GRUScratch", "StackedRNN", "StackedRNNScratch",
@@ -286,7 +287,8 @@ class AbstractRNNClassifier(AbstractClassifier):
     """
 
     output_kind = "logits"
-    train_accuracy = False  # the text reports perplexity, not the accuracy of training
+    # the text reports perplexity; the training batches are not scored for accuracy
+    METRICS = (Loss(), Accuracy(splits=("val",)), Perplexity())
     cells_batch_first = True  # the Julia text's own cells: features x num_steps x batch
 
     def __init__(self, rnn: nn.Module, vocab_size: int, lr: float = 0.01):
@@ -347,11 +349,6 @@ class AbstractRNNClassifier(AbstractClassifier):
         if isinstance(rnn_outputs, (list, tuple)):  # a cell written as the book's returns a list
             return torch.stack(list(rnn_outputs))
         return rnn_outputs.transpose(0, 1) if self.rnn_batch_first else rnn_outputs
-
-    def epoch_figures(self, logs: dict) -> dict:
-        """Perplexity: exp of the epoch's mean training and validation losses."""
-        names = {"train_loss": "train_ppl", "val_loss": "val_ppl"}
-        return {ppl: _exp(logs[k]) for k, ppl in names.items() if logs.get(k) is not None}
 
     def check_tokens(self, X: torch.Tensor) -> None:
         """Raise a ValueError unless X holds token indices (N, T) below vocab_size (the values
@@ -514,10 +511,6 @@ def _state_of_one(state, layered: bool = False, dtype: torch.dtype | None = None
     if isinstance(state, tuple) and all(isinstance(s, torch.Tensor) for s in state):
         return tuple(_state_of_one(s, layered, dtype) for s in state)
     return state
-
-
-def _exp(x: float) -> float:
-    return math.exp(x) if x < 709 else math.inf  # beyond it math.exp overflows
 
 
 # --- as the Julia text calls them --------------------------------------------------------------
