@@ -382,3 +382,23 @@ def test_a_seeded_run_resumed_without_its_seed_goes_on_as_it_would_have(tmp_path
     resumed.fit()
     assert resumed.seed == 0
     assert torch.equal(resumed.model.net[0].weight, whole.model.net[0].weight)
+
+
+def tb_steps(logdir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    return [e.step for e in events.Scalars(tag)]
+
+
+def test_a_resumed_run_shows_each_epoch_once_in_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    logdir, ckpt = tmp_path / "tb", tmp_path / "killed.pt"
+    with pytest.raises(Killed):  # killed between epoch 3's scalars and its checkpoint
+        trainer(max_epochs=4, checkpoint=ckpt, callbacks=[d2lai.TensorBoardLogger(logdir),
+                                                          KillAt(3)]).fit()
+    assert tb_steps(logdir, "loss/train") == [1, 2, 3]
+    trainer(max_epochs=4, checkpoint=ckpt, resume=True,
+            callbacks=[d2lai.TensorBoardLogger(logdir)]).fit()
+    assert tb_steps(logdir, "loss/train") == [1, 2, 3, 4]  # epoch 3 once: the resumed one's

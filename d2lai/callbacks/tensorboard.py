@@ -68,9 +68,18 @@ class TensorBoardLogger(Callback):
         return TensorBoardLogger(self.logdir / run_folder(name), self.every_n_steps)
 
     def on_fit_start(self, trainer) -> None:
-        writer = summary_writer()
+        summary_writer()  # said before training if tensorboard is missing
         check_output_path(self.logdir, "logdir", folder=True)
-        self.writer = writer(str(self.logdir))
+
+    def on_epoch_start(self, trainer) -> None:
+        """Open the event file at the first epoch, when a resumed checkpoint has restored the
+        position: points written past it by a run that was killed are purged (TensorBoard
+        hides them), so each epoch shows once. With `every_n_steps` the purge goes by steps, so
+        `loss/step` shows each step once and an epoch's figures written past the checkpoint
+        may show twice (one event file holds one purge point)."""
+        if self.writer is None:
+            at = trainer.steps if self.every_n_steps else trainer.epoch
+            self.writer = summary_writer()(str(self.logdir), purge_step=at + 1 if at else None)
 
     def on_train_batch_end(self, trainer, batch, loss) -> None:
         if self.every_n_steps and trainer.steps % self.every_n_steps == 0:
