@@ -91,7 +91,11 @@ def _as_floats(value, name: str, scalar: bool = False) -> list[float]:
                              f"got an array of shape {tuple(value.shape)}")
         return value.astype(float).reshape(-1).tolist()
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return [float(value)]
+        try:
+            return [float(value)]
+        except OverflowError:  # an int beyond a float's range
+            raise ValueError(f"draw: {name} is an integer too large for a float "
+                             f"({len(str(value))} digits)") from None
     if not scalar and isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         return [f for i, v in enumerate(value) for f in _as_floats(v, f"{name}[{i}]", True)]
     wanted = "a real number" if scalar else "a number, numbers, or a 0-D/1-D array or tensor"

@@ -18,13 +18,13 @@ import torch
 
 from .files import write_whole
 
-__all__ = ["check_model_state", "load_checkpoint", "save_checkpoint"]
+__all__ = ["check_model_state", "digest", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "d2lai-checkpoint-1"
 KEYS = ("format", "epoch", "steps", "model", "optimizer", "opt", "history", "rng")
 
 
-def _digest(value, h=None) -> str:
+def digest(value, h=None) -> str:
     """SHA-256 of a nested structure of tensors, numbers, strings, lists and dicts."""
     h = h or hashlib.sha256()
     if isinstance(value, torch.Tensor):
@@ -35,11 +35,11 @@ def _digest(value, h=None) -> str:
         h.update(b"D")
         for k in sorted(value, key=str):
             h.update(repr(k).encode())
-            _digest(value[k], h)
+            digest(value[k], h)
     elif isinstance(value, (list, tuple)):
         h.update(f"L{len(value)}".encode())
         for v in value:
-            _digest(v, h)
+            digest(v, h)
     else:
         h.update(repr(value).encode())
     return h.hexdigest()
@@ -48,7 +48,7 @@ def _digest(value, h=None) -> str:
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     """Write `state` (with its digest), whole or not at all."""
     state = {"format": FORMAT, **state}
-    state["digest"] = _digest(state)
+    state["digest"] = digest(state)
     return write_whole(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -77,8 +77,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"checkpoint {path} is incomplete: it has no {', '.join(missing)}. "
                          f"{start_over}")
-    digest = state.pop("digest")
-    if _digest(state) != digest:
+    stored = state.pop("digest")
+    if digest(state) != stored:
         raise ValueError(f"checkpoint {path} is corrupt: its contents do not match the "
                          f"checksum stored with them (the file was damaged). {start_over}")
     return state

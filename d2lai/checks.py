@@ -14,7 +14,8 @@ import numbers
 from functools import partial
 
 __all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
-           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of"]
+           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "optimizer_of",
+           "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -213,3 +214,23 @@ def optimizer_of(optimizer, model) -> None:
             raise ValueError(f"the optimiser holds none of {type(model).__name__}'s "
                              f"parameters (was it built over another model?): build it over "
                              f"model.parameters(), or pass a rule such as Descent(0.1)")
+
+
+def evaluation_data(data) -> None:
+    """Refuse what `trainer.evaluate` cannot read: it takes None, a data module, a data loader
+    or an iterable of `(X..., y)` batches (a split's tuple of tensors is no batches)."""
+    import torch
+
+    if data is None or callable(getattr(data, "val_dataloader", None)) \
+            or callable(getattr(data, "get_dataloader", None)):
+        return
+    if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        raise ArgumentError(f"evaluate got a {type(data).__name__} of {len(data)} tensors (a "
+                            f"split such as data.val), not batches of it: pass the data module, "
+                            f"or d2lai.TensorLoader(data.val, batchsize)")
+    if not hasattr(data, "__iter__") or isinstance(data, (str, bytes, torch.Tensor)):
+        raise ArgumentError(f"evaluate takes a data module, a data loader or an iterable of "
+                            f"(X..., y) batches, got {type(data).__name__}")
+    if hasattr(data, "__len__") and len(data) == 0:
+        raise ArgumentError(f"evaluate got no batches (an empty {type(data).__name__}): pass "
+                            f"a loader of at least one batch")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import random
 
 import numpy as np
@@ -51,14 +52,15 @@ SEED_MAX = 2**64 - 1  # torch.manual_seed takes a 64-bit unsigned seed
 
 
 def check_seed(n) -> int:
-    """`n` if it is a seed `seed` accepts (an integer in [0, 2**64 - 1]); a ValueError if not.
+    """`n` as an int if it is a seed `seed` accepts (an integer in [0, 2**64 - 1], `numpy.int64`
+    too, as every integer argument takes); a ValueError if not.
 
     >>> check_seed(0)
     0
     """
-    if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= SEED_MAX:
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or not 0 <= n <= SEED_MAX:
         raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {n!r}")
-    return n
+    return int(n)
 
 
 def seed(n: int) -> None:
@@ -69,7 +71,7 @@ def seed(n: int) -> None:
 
     >>> d2lai.seed(0)   # before building the model: the same weights, the same shuffles
     """
-    check_seed(n)
+    n = check_seed(n)
     random.seed(n)
     np.random.seed(n % 2**32)
     torch.manual_seed(n)

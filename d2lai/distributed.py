@@ -44,13 +44,35 @@ _started = False  # whether `start` started the process group (then `end` ends i
 
 # --- who am I ---------------------------------------------------------------------------------
 
-def _env(name: str, default: int) -> int:
+def _env(name: str, default: int | None) -> int | None:
     value = os.environ.get(name, "")
     try:
         return int(value) if value else default
     except ValueError:
         raise ValueError(f"environment variable {name}={value!r} is not an integer "
                          f"(torchrun sets it; unset it to train in one process)") from None
+
+
+def _launch_env() -> tuple[int, int]:
+    """(RANK, WORLD_SIZE) as torchrun sets them, (0, 1) in one process. Only a launched run has
+    ranks: a RANK without a WORLD_SIZE of several (a stray variable) would make one plain
+    process a silent non-main rank, so an inconsistent pair is an error naming both."""
+    rank, world = _env("RANK", None), _env("WORLD_SIZE", None)
+    run = "start the script with torchrun --nproc_per_node=N (which sets both)"
+    if world is not None and world < 1:
+        raise ValueError(f"WORLD_SIZE={world}: the number of ranks must be at least 1; unset "
+                         f"it to train in one process, or {run}")
+    if (world or 1) == 1:
+        if rank not in (None, 0):
+            told = "WORLD_SIZE is not set" if world is None else f"WORLD_SIZE={world}"
+            raise ValueError(f"RANK={rank} but {told}: one process is rank 0 of 1. Unset RANK "
+                             f"to train in one process, or {run}")
+        return 0, 1
+    if rank is None or not 0 <= rank < world:
+        told = "RANK is not set" if rank is None else f"RANK={rank}"
+        raise ValueError(f"WORLD_SIZE={world} but {told} (expected 0 to {world - 1}): unset "
+                         f"WORLD_SIZE to train in one process, or {run}")
+    return rank, world
 
 
 def _in_group() -> bool:
@@ -63,19 +85,21 @@ def launched() -> bool:
     group of more than one rank already running)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size() > 1
-    return _env("WORLD_SIZE", 1) > 1
+    return _launch_env()[1] > 1
 
 
 def rank() -> int:
     """This process's rank: 0 to world_size() - 1 (0 in one process)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else _env("RANK", 0)
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _launch_env()[0]
 
 
 def world_size() -> int:
     """How many ranks train together (1 in one process)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
-    return _env("WORLD_SIZE", 1)
+    return _launch_env()[1]
 
 
 def local_rank() -> int:
@@ -120,6 +144,12 @@ def start(device: torch.device | str = "cpu", timeout_s: float = DEFAULT_TIMEOUT
     if not launched() or dist.is_initialized():
         return
     timeout_s = number("timeout_s", timeout_s, low=0, open_low=True)
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise ValueError(f"WORLD_SIZE={world_size()} asks for {world_size()} ranks, but "
+                         f"{' and '.join(missing)} (where the ranks meet, which torchrun sets) "
+                         f"{'is' if len(missing) == 1 else 'are'} not set: start the script "
+                         f"with torchrun --nproc_per_node={world_size()} script.py")
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

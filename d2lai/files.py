@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_output_path", "claim", "json_safe", "write_json", "write_whole"]
+__all__ = ["check_output_path", "claim", "json_safe", "run_folder", "write_json", "write_whole"]
 
 
 def check_output_path(path: str | os.PathLike, what: str, folder: bool = False) -> Path:
@@ -90,3 +91,9 @@ def write_json(path: str | os.PathLike, value) -> Path:
     """Write strict JSON (NaN as null), whole or not at all."""
     text = json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"
     return write_whole(path, lambda tmp: tmp.write_text(text))
+
+
+def run_folder(name: str) -> str:
+    """A run's name as a folder name (characters no file system takes become _)."""
+    folder = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name)
+    return "_" if folder in (".", "..") else folder

@@ -29,10 +29,11 @@ from .board import check_plot_path
 from .callbacks import Callback
 from .callbacks.base import default_monitor, monitor_mode
 from .callbacks.tensorboard import summary_writer
+from .checks import callbacks as check_callbacks
 from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
-from .files import check_output_path, claim, write_json, write_whole
+from .files import check_output_path, claim, run_folder, write_json, write_whole
 from .trainer import Metrics, Trainer
 
 __all__ = ["Run", "grid", "sweep", "RunTable"]
@@ -150,6 +151,9 @@ class _Recorder(Callback):
     def __init__(self, run: Run, logdir: Path | None = None):
         self.run, self.logdir, self.records, self.status = run, logdir, [], None
 
+    def run_settings(self) -> None:
+        return None  # it records the run, and changes none of its numbers
+
     def on_fit_start(self, trainer) -> None:
         self.start, self.hook = time.perf_counter(), None
         self.classes = getattr(trainer.data, "num_classes", None)
@@ -221,12 +225,6 @@ def _status(metrics: Metrics, records: list[dict], classes: int | None) -> str:
     return "ok"
 
 
-def _folder(name: str) -> str:
-    """A run's name as a folder name (characters no file system takes become _)."""
-    folder = re.sub(r'[<>:"/\\|?*\x00-\x1f]', "_", name)
-    return "_" if folder in (".", "..") else folder
-
-
 # --- the sweep ------------------------------------------------------------------------------
 
 def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict], Any],
@@ -248,7 +246,9 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
         out: folder for runs.csv and runs.json (and TensorBoard's files).
         restart: train again the runs finished in `out`.
         tensorboard: also write each run's scalars and settings under out/tensorboard/<run>/.
-        callbacks: callbacks given to every run's Trainer.
+        callbacks: callbacks for every run's Trainer, each run its own copy
+            (`Callback.for_run`): schedulers and early stopping start afresh in each run, and
+            a logger writes files named by the run (`CSVLogger("out/log.csv")`: out/<run>/log.csv).
         verbose: each run's epoch lines and bars.
         **trainer_kwargs: Trainer arguments for every run (`max_epochs=`, `gpu=`, ...).
 
@@ -272,22 +272,24 @@ def sweep(runs_or_settings: list[Run] | dict[str, list], build: Callable[[dict],
     if not callable(build):
         raise TypeError(f"build must be a function of the settings, got {type(build).__name__}")
     _check_trainer_args("sweep got", trainer_kwargs, {"model", "data", "opt", "callbacks"})
+    callbacks = check_callbacks(callbacks)
     if tensorboard:
         if out is None:
             raise ValueError("tensorboard=True needs out= (the event files go to "
                              "out/tensorboard/<run name>/)")
         summary_writer()
-        if len({_folder(n) for n in names}) < len(names):
+        if len({run_folder(n) for n in names}) < len(names):
             raise ValueError("two run names give the same folder name: rename the runs")
     lock = None
     if out is not None:
+        _check_csv([r.columns for r in runs])  # runs.csv will read back as written
         out = check_output_path(out, "out", folder=True)
         for table in ("runs.json", "runs.csv"):
             check_output_path(out / table, "the sweep's table")
         if is_main_process():  # held until the sweep ends; under torchrun, by rank 0
             lock = claim(out, "out", "sweep", folder=True)
     try:
-        return _train_all(runs, build, out, restart, tensorboard, [*callbacks], verbose,
+        return _train_all(runs, build, out, restart, tensorboard, callbacks, verbose,
                           trainer_kwargs)
     finally:
         if lock is not None:
@@ -304,7 +306,7 @@ def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool
             for file in (out / "runs.json", out / "runs.csv"):
                 file.unlink(missing_ok=True)
         records, definitions = ([], {}) if restart else _finished(out)
-        done = _unchanged(runs, records, definitions, build, verbose, trainer_kwargs)
+        done = _unchanged(runs, records, definitions, build, callbacks, verbose, trainer_kwargs)
         records = [r for r in records if r["run"] in done or r["run"] not in names]
         if done:
             say(f"skipping {len(done)} of {len(runs)} runs already finished in {out} "
@@ -313,7 +315,7 @@ def _train_all(runs: list[Run], build: Callable, out: Path | None, restart: bool
         if run.name in done:
             continue
         say(f"[{i}/{len(runs)}] {run.name}: training")
-        logdir = (out / "tensorboard" / _folder(run.name) if tensorboard and is_main_process()
+        logdir = (out / "tensorboard" / run_folder(run.name) if tensorboard and is_main_process()
                   else None)
         if logdir is not None and logdir.exists():
             shutil.rmtree(logdir)  # an earlier, unfinished try of this run
@@ -352,7 +354,7 @@ def _save(out: Path, records: list[dict], definitions: dict) -> None:
 
 
 def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: Callable,
-               verbose: bool, trainer_kwargs: dict) -> set[str]:
+               callbacks: list, verbose: bool, trainer_kwargs: dict) -> set[str]:
     """The runs finished earlier whose definition is still the same: each is built as it would
     be trained, to compare; a changed one is named with what changed, to be trained again."""
     finished = {r["run"] for r in records}
@@ -360,7 +362,8 @@ def _unchanged(runs: list[Run], records: list[dict], definitions: dict, build: C
     for i, run in enumerate(runs, 1):
         if run.name not in finished:
             continue
-        ours = run_definition(_trainer(run, build, [], verbose, trainer_kwargs), run.columns)
+        ours = run_definition(_trainer(run, build, callbacks, verbose, trainer_kwargs),
+                              run.columns)
         saved = definitions.get(run.name)
         changed = ["no definition recorded"] if saved is None else differences(saved, ours)
         if changed:
@@ -398,8 +401,8 @@ def _trainer(run: Run, build: Callable, callbacks: list, verbose: bool, trainer_
     _check_trainer_args("build returned", extra, set())
     kwargs = {"verbose": verbose, **trainer_kwargs, **({"seed": seed} if seed is not None else {}),
               **extra}
-    kwargs["callbacks"] = [*callbacks, *kwargs.get("callbacks", ()), *([recorder] if recorder
-                                                                        else [])]
+    own = [c.for_run(run.name) for c in callbacks]  # each run its own copy
+    kwargs["callbacks"] = [*own, *kwargs.get("callbacks", ()), *([recorder] if recorder else [])]
     return Trainer(built["model"], built["data"], built.get("opt"), **kwargs)
 
 
@@ -482,6 +485,27 @@ def _parse(text: str, kind: type):
     if kind in (int, float):
         return int(text) if _INT.fullmatch(text) else float(text)
     return text
+
+
+def _check_csv(records: list[dict]) -> None:
+    """Refuse a value that a CSV file would read back as another (the text 'True' as True, ''
+    as None, '12' as 12): `from_csv` reads each column as all its cells say, and a table must
+    read back as it was written."""
+    for key in dict.fromkeys(k for r in records for k in r):
+        values = [r.get(key) for r in records]
+        kind = KNOWN.get(key) or _column_type(["" if v is None else str(v) for v in values])
+        for v in values:
+            if not isinstance(v, (str, bool, int, float)):
+                continue  # other objects are written as their text, and read back as text
+            back = _parse(str(v), kind)
+            same = back == v and type(back) is type(v) or (
+                isinstance(v, float) and isinstance(back, (int, float)) and
+                (back == v or math.isnan(v) and math.isnan(back)))
+            if not same:
+                shown = f"the text {v!r}" if isinstance(v, str) else repr(v)
+                raise ValueError(f"setting {key!r} holds {shown}, which a CSV table reads back "
+                                 f"as {back!r}: name the value otherwise (a grid setting by a "
+                                 f"dict, e.g. {key}={{'on': ...}}), or keep the table as JSON")
 
 
 def _cell(key: str, value) -> str:
@@ -600,6 +624,8 @@ class RunTable:
 
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the records as CSV (None as an empty cell), whole or not at all."""
+        _check_csv(self.records)
+
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=self.columns())

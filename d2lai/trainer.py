@@ -32,6 +32,7 @@ from .callbacks import (
     MonitorCallback,
     ProgressBar,
     ReduceFigures,
+    SeededShuffle,
     TrainFigures,
 )
 from .callbacks.base import default_monitor, monitor_mode
@@ -71,7 +72,8 @@ class Trainer:
         checkpoint: save model, optimiser, history and random state there after every epoch.
         resume: go on from `checkpoint` (an error if it does not exist).
         override_opt: resume with another rule than the checkpoint's.
-        seed: seed everything before the first fit (shuffles included).
+        seed: seed everything before the first fit; each epoch's shuffled order is drawn from
+            the seed and the epoch, as the ranks draw it under torchrun.
         callbacks: `d2lai.Callback`s (or one): `EarlyStopping`, `CSVLogger`,
             `TensorBoardLogger`, `LRScheduler`, your own; run in their `order`.
         max_steps: stop after this many optimiser steps (batches) in all.
@@ -104,21 +106,22 @@ class Trainer:
         if resume and checkpoint is None:
             raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
         self.seed = None if seed is None else check_seed(seed)
-        callbacks = checks.callbacks(callbacks)
+        callbacks = self.given_callbacks = checks.callbacks(callbacks)  # part of the run
         self.model, self.data, self.opt = model, data, opt
         self.max_epochs, self.max_steps = args["max_epochs"], args["max_steps"]
         self.gpu, self.verbose, self.print_every = args["gpu"], args["verbose"], print_every
         self.grad_clip_val = args["gradient_clip_val"]
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
         self.monitor = monitors[0].monitor if monitors else None  # None: val_acc, else val_loss
-        self.board = ProgressBoard("epoch", yscale=check_scale("board_yscale", board_yscale),
-                                   title=type(model).__name__,
+        yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
+        self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
                                    panel_of=figure_panel) if board else None
         own = [BatchChecks(), DivergenceWatch(on_diverge), TrainFigures(), EpochLog(),
                *([ProgressBar()] if verbose else []),
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
-               *([DataParallel(), ReduceFigures()] if distributed.launched() else [])]
+               *([DataParallel(), ReduceFigures()] if distributed.launched() else
+                 [SeededShuffle()])]
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
@@ -238,6 +241,7 @@ class Trainer:
         >>> trainer.evaluate()                        # {'val_loss': 0.31, 'val_acc': 0.89}
         >>> trainer.evaluate(other.val_dataloader(), name="other")
         """
+        checks.evaluation_data(data)
         if data is not None and not hasattr(data, "__iter__"):
             named = getattr(data, "val_dataloader", None)
             data = named() if callable(named) else data.get_dataloader(train=False)

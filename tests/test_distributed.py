@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from distributed_worker import LR, MLP, Data, image_data, make, reference
+from distributed_worker import fit as worker_fit
 from torch import nn
 
 import d2lai
@@ -104,6 +105,16 @@ def test_weights_equal_on_both_ranks_and_to_one_process(ranks):
     assert r0["metrics"]["val_loss"] == pytest.approx(expected["val_loss"][-1], abs=1e-5)
     assert r0["metrics"]["val_acc"] == pytest.approx(expected["val_acc"][-1], abs=1e-5)
     assert r0["steps"] == 2 * 7  # 103 samples, global batch 16: 7 steps an epoch, not 4
+
+
+def test_one_process_with_the_seed_trains_as_the_ranks_do(ranks, one_thread):
+    """`python train.py` and `torchrun --nproc_per_node=2 train.py` with the same seed: the
+    same epoch orders, so the same weights (d2lai's own one-process fit, not a reference)."""
+    out, _ = ranks
+    alone = worker_fit(make("mlp"), Data())
+    assert max_difference(result(out, "plain", 0)["state"], alone["state"]) < 1e-5
+    assert alone["history"]["val_loss"] == pytest.approx(
+        result(out, "plain", 0)["history"]["val_loss"], abs=1e-5)
 
 
 @pytest.mark.parametrize("norm", ["scratch", "torch"])

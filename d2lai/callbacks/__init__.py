@@ -6,7 +6,7 @@ from .batch_checks import BatchChecks
 from .board import DrawBoard
 from .checkpoint import Checkpoint
 from .csv_logger import CSVLogger
-from .data_parallel import DataParallel
+from .data_parallel import DataParallel, SeededShuffle
 from .divergence import Diverged, DivergenceWatch
 from .early_stopping import EarlyStopping
 from .epoch_log import EpochLog
@@ -19,4 +19,4 @@ from .train_figures import TrainFigures
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
            "CSVLogger", "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard",
            "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceFigures",
-           "TensorBoardLogger", "TrainFigures"]
+           "SeededShuffle", "TensorBoardLogger", "TrainFigures"]

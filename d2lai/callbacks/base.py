@@ -33,7 +33,11 @@ A callback of your own:
 
 from __future__ import annotations
 
-__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures"]
+import copy
+import inspect
+
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures",
+           "by_class"]
 
 
 class Callback:
@@ -42,7 +46,10 @@ class Callback:
     `order` places it among the trainer's callbacks; `main_process_only` callbacks (those that
     print, draw or write files) run on rank 0 alone when training is spread over processes.
     A callback that adds figures to the epoch's logs names them in `adds_figures`, so that a
-    monitor of one of them is known to exist when the fit starts.
+    monitor of one of them is known to exist when the fit starts. Its `run_settings()` are
+    part of what defines a run (a sweep's rerun retrains a run whose callbacks changed), and a
+    sweep gives each run its own copy, `for_run(name)`. One that keeps a state across epochs
+    defines `state_dict()` and `load_state_dict(state)`: checkpoints keep it.
 
     >>> class Every100(d2lai.Callback):
     ...     def on_train_batch_end(self, trainer, batch, loss):
@@ -58,6 +65,17 @@ class Callback:
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
               "on_validation_batch_start", "on_validation_end", "on_epoch_end", "on_fit_end",
               "on_exception")
+
+    def for_run(self, name: str) -> Callback:
+        """This callback for one run of a sweep (`name`): a copy of its own, so that no state
+        passes from run to run; a logger's copy writes files named by the run."""
+        return copy.deepcopy(self)
+
+    def run_settings(self) -> dict | None:
+        """What this callback adds to the definition of a run (`d2lai.definition`): its
+        constructor's arguments, as kept in attributes of the same names; None leaves it out."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        return {n: getattr(self, n) for n in names if hasattr(self, n)}
 
     def on_fit_start(self, trainer) -> None:
         """Before the first epoch of a fit (the model and data are on their device)."""
@@ -175,3 +193,13 @@ def fit_figures(trainer) -> list[str] | None:
         return None
     return list(dict.fromkeys([*names, *(f for c in trainer.callbacks
                                           for f in getattr(c, "adds_figures", ()))]))
+
+
+def by_class(callbacks):
+    """(key, callback) for each callback, keyed by its class name (and number, for a second
+    one of a class: `EarlyStopping#2`): how checkpoints and run definitions name them."""
+    seen: dict[str, int] = {}
+    for callback in callbacks:
+        name = type(callback).__name__
+        seen[name] = seen.get(name, 0) + 1
+        yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback

@@ -12,27 +12,23 @@ from ..device import rng_state, set_rng_state
 from ..distributed import from_main, is_main_process
 from ..files import check_output_path, claim
 from ..optim import describe_opt, opt_text
-from .base import Callback
+from .base import Callback, by_class
 
 logger = logging.getLogger("d2lai")
 
 __all__ = ["Checkpoint"]
 
 
-# What a resumed run may change: how far it goes (the totals to reach); its rule is checked on
-# its own (override_opt), its model by the state's keys and shapes.
-RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model")
+# What a resumed run may change: how far it goes (the totals to reach) and its callbacks (a
+# logger added); its rule is checked on its own (override_opt), its model by the state's keys
+# and shapes.
+RESUMABLE = ("trainer.max_epochs", "trainer.max_steps", "opt", "model", "callbacks")
 
 
 def _stateful(trainer):
     """(key, callback) for the trainer's callbacks that keep a state (EarlyStopping's wait and
-    best), keyed by class name (and number, for two of one class)."""
-    seen: dict[str, int] = {}
-    for callback in trainer.callbacks:
-        if callable(getattr(callback, "state_dict", None)):
-            name = type(callback).__name__
-            seen[name] = seen.get(name, 0) + 1
-            yield (name if seen[name] == 1 else f"{name}#{seen[name]}"), callback
+    best, LRScheduler's schedule), keyed by class name (and number, for two of one class)."""
+    return by_class(c for c in trainer.callbacks if callable(getattr(c, "state_dict", None)))
 
 
 def _rule(trainer):
@@ -90,6 +86,7 @@ class Checkpoint(Callback):
         if trainer.seed is None:  # not given again: the saved run's (its random state is here)
             ignore += ("seed",)
             self.definition["seed"] = state.get("definition", {}).get("seed")
+            trainer.seed = self.definition["seed"]  # its epochs' orders are drawn from it
         changed = differences(state.get("definition", self.definition), self.definition,
                               ignore=ignore, when="in the checkpoint")
         if changed:

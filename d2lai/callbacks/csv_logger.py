@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
 from ..checks import flag
-from ..files import check_output_path
+from ..files import check_output_path, run_folder, write_whole
 from .base import Callback
+
+logger = logging.getLogger("d2lai")
 
 __all__ = ["CSVLogger"]
 
@@ -25,7 +28,9 @@ class CSVLogger(Callback):
     Args:
         path: the CSV file (its folder is made if need be; checked when the fit starts).
         append: add to an existing file instead of starting it afresh. A trainer that goes on
-            (a second `fit`, a resumed checkpoint) always appends.
+            (a second `fit`, a resumed checkpoint) always appends, and drops the rows of epochs
+            past the one it goes on from (written after the checkpoint, before a kill),
+            saying so. The choice is made at the first row, once a checkpoint has been read.
 
     >>> log = d2lai.CSVLogger("out/run.csv")
     >>> d2lai.fit(Trainer(model, data, Descent(0.1), callbacks=[log]))
@@ -38,17 +43,44 @@ class CSVLogger(Callback):
     def __init__(self, path: str | os.PathLike, append: bool = False):
         self.path, self.append = Path(path).expanduser(), flag("append", append)
 
+    def for_run(self, name: str) -> CSVLogger:
+        """A copy for one run of a sweep, writing `<folder>/<run name>/<file name>`."""
+        return CSVLogger(self.path.parent / run_folder(name) / self.path.name, self.append)
+
     def on_fit_start(self, trainer) -> None:
         check_output_path(self.path, "CSV file")
-        self.columns = None
-        if self.path.is_file() and (self.append or trainer.epoch > 0):
-            with open(self.path, newline="") as f:
-                self.columns = next(csv.reader(f), None)
-        elif self.path.exists():
-            self.path.unlink()
+        self.columns = None  # the file is started or taken up at the first row
+
+    def _take_up(self, epoch: int) -> None:
+        """Start the file, or go on with it before the row of `epoch`: appending, or when the
+        trainer goes on (epoch > 1), keeping its header and the rows of earlier epochs."""
+        if not self.path.is_file() or not (self.append or epoch > 1):
+            self.path.unlink(missing_ok=True)
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows:
+            return
+        self.columns, body = rows[0], rows[1:]
+        logger.info("CSVLogger: going on with %s from epoch %d", self.path, epoch)
+        at = self.columns.index("epoch") if "epoch" in self.columns and epoch > 1 else None
+        late = [r for r in body if at is not None and len(r) > at and r[at].isdigit()
+                and int(r[at]) >= epoch]
+        if late:
+            def write(tmp: Path) -> None:
+                with open(tmp, "w", newline="") as f:
+                    csv.writer(f).writerows([self.columns, *(r for r in body if r not in late)])
+
+            write_whole(self.path, write)
+            epochs = ", ".join(r[at] for r in late)
+            logger.warning("CSVLogger: dropped the row%s of epoch%s %s from %s: written after "
+                           "the checkpoint this run goes on from", "s" * (len(late) > 1),
+                           "s" * (len(late) > 1), epochs, self.path)
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         row = {"epoch": epoch, **logs}
+        if self.columns is None:
+            self._take_up(epoch)
         new = self.columns is None
         if new:
             self.columns = list(row)

@@ -11,7 +11,7 @@ from .. import distributed
 from ..data.base import TensorLoader
 from .base import Callback
 
-__all__ = ["DataParallel", "TrainingStep", "check_data_parallel"]
+__all__ = ["DataParallel", "SeededShuffle", "TrainingStep", "check_data_parallel"]
 
 
 class TrainingStep(nn.Module):
@@ -51,13 +51,19 @@ class DataParallel(Callback):
     order = 5  # after the first-batch checks (0), before the divergence watch copies weights (10)
 
     def on_fit_start(self, trainer) -> None:
+        if not distributed.launched() or sum(isinstance(c, DataParallel)
+                                             for c in trainer.callbacks) > 1:
+            raise ValueError("DataParallel is the trainer's own, added when the script runs "
+                             "under torchrun: remove it from callbacks, and start the script "
+                             "with torchrun --nproc_per_node=N script.py")
         check_data_parallel(trainer)
         distributed.start(trainer.device)
         self.seed, self.failed = distributed.shared_seed(trainer.seed), False
         trainer.ddp = None  # wrapped afresh at the first batch of each fit, where the model is
 
     def on_train_start(self, trainer, loader) -> None:
-        self.loader = _shard(loader, self.seed + trainer.epoch, trainer.epoch)
+        seed = self.seed if trainer.seed is None else trainer.seed  # a resumed run's, restored
+        self.loader = _shard(loader, seed + trainer.epoch, trainer.epoch)
 
     def on_train_batch_start(self, trainer, batch) -> None:
         if trainer.ddp is None:
@@ -86,6 +92,19 @@ class DataParallel(Callback):
     def on_fit_end(self, trainer, metrics) -> None:
         if self.failed or metrics.interrupted:
             distributed.end()
+
+
+class SeededShuffle(Callback):
+    """With a seed, one process draws each epoch's shuffled order as the ranks do under
+    torchrun (a generator seeded with the seed and the epoch, not torch's global one), so that
+    `python train.py` and `torchrun --nproc_per_node=N train.py` train alike; the trainer adds
+    it (without a seed, or with a loader of another kind, it does nothing)."""
+
+    order = 5
+
+    def on_train_start(self, trainer, loader) -> None:
+        if trainer.seed is not None and isinstance(loader, TensorLoader):
+            loader.shard(0, 1, trainer.seed + trainer.epoch)
 
 
 def _shard(loader, seed: int | None, epoch: int):

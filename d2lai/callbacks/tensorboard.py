@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..checks import count
-from ..files import check_output_path
+from ..files import check_output_path, run_folder
 from .base import Callback
 
 __all__ = ["TensorBoardLogger", "summary_writer", "tag"]
@@ -63,6 +63,10 @@ class TensorBoardLogger(Callback):
         self.logdir = Path(logdir).expanduser()
         self.every_n_steps = count("every_n_steps", every_n_steps)
         self.writer = None
+
+    def for_run(self, name: str) -> TensorBoardLogger:
+        """A copy for one run of a sweep, writing under `logdir/<run name>/`."""
+        return TensorBoardLogger(self.logdir / run_folder(name), self.every_n_steps)
 
     def on_fit_start(self, trainer) -> None:
         writer = summary_writer()

@@ -48,7 +48,7 @@ DATA_HUB: dict[str, tuple[str, str]] = {
     "dog_tiny": (DATA_URL + "kaggle_dog_tiny.zip", "0cb91d09b814ecdc07b50f31f8dcad3e81d6a86d"),
 }
 
-_warned: set[Path] = set()
+_warned: set[tuple[Path, str]] = set()  # (file, SHA-1 of a content said not the book's)
 
 
 def sha1_of(path: str | os.PathLike) -> str:
@@ -78,8 +78,9 @@ def download(name_or_url: str, sha1: str | None = None,
              root: str | os.PathLike | None = None) -> Path:
     """The local path of a book's data file (a DATA_HUB name, or a URL with its SHA-1).
 
-    A file already in the data folder is used as it is (a warning says so once if its SHA-1
-    is not the book's); a missing one is downloaded and checked before it is put in place.
+    A file already in the data folder is used as it is (a warning says so once for each
+    content whose SHA-1 is not the book's); a missing one is downloaded and checked before it
+    is put in place.
     """
     url, sha1 = _resolve(name_or_url, sha1)
     folder = Path(root).expanduser() if root is not None else default_root()
@@ -90,8 +91,9 @@ def download(name_or_url: str, sha1: str | None = None,
         raise IsADirectoryError(f"{path} is a folder; remove it so that the file "
                                 f"{path.name} can be put there")
     if path.is_file():
-        if sha1 and path not in _warned and sha1_of(path) != sha1:
-            _warned.add(path)
+        found = sha1_of(path) if sha1 else None
+        if found != sha1 and (path, found) not in _warned:  # once for each content of the file
+            _warned.add((path, found))
             logger.warning("%s is not the book's file (its SHA-1 differs from %s): using it as "
                            "it is", path, sha1)
         return path

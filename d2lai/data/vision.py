@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import math
 import os
@@ -115,6 +116,12 @@ def _unpack(gz: Path, dest: Path) -> None:
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise ValueError(f"{gz} is not a whole gzip file ({err}). Delete it and copy the "
                          f"official file again.") from None
+    except OSError as err:  # a full disk, a read-only folder: said with the files concerned
+        what = "no space left on the device" if err.errno == errno.ENOSPC else \
+            f"could not write ({err.strerror or err})"
+        raise type(err)(err.errno, f"{what} while unpacking {gz} to {dest}: free some space "
+                                   f"or make the folder writable, or pass root= (or set "
+                                   f"D2LAI_DATA) to a folder with room") from None
     finally:
         tmp.unlink(missing_ok=True)
 

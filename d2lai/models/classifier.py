@@ -10,7 +10,8 @@ from torch import nn
 
 from .base import AbstractModel
 
-__all__ = ["AbstractClassifier", "HEADS", "accuracy", "check_labels", "guess_head"]
+__all__ = ["AbstractClassifier", "HEADS", "accuracy", "check_labels", "class_indices",
+           "guess_head"]
 
 # What a classifier's last layer gives, and the loss that goes with it.
 HEADS = {
@@ -37,19 +38,13 @@ class AbstractClassifier(AbstractModel):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        declared = cls.__dict__.get("head")
-        if declared is None or isinstance(declared, str):  # the former name of output_kind
-            if "head" in cls.__dict__:
-                warnings.warn(f"{cls.__name__}: the class attribute `head` is now called "
-                              f"`output_kind` (a layer may be called head): write "
-                              f"output_kind = {declared!r}", DeprecationWarning, stacklevel=2)
-                cls.output_kind = declared
-                del cls.head  # so that a layer assigned as self.head is found
+        _former_head(cls, stacklevel=3)
 
     def loss(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True) -> torch.Tensor:
         """Cross-entropy of the outputs against integer labels, as the output kind calls for;
         targets outside `target_mask(y)` are left out of the mean (and are 0 if not averaged)."""
-        scores, labels = y_hat.reshape(-1, y_hat.shape[-1]), y.reshape(-1).long()  # (n, C), (n,)
+        labels = class_indices(y_hat, y).reshape(-1)  # (n,)
+        scores = y_hat.reshape(-1, y_hat.shape[-1])  # (n, C)
         if len(scores) != len(labels):
             raise ValueError(f"loss: {len(scores)} predictions but {len(labels)} labels")
         kind = self.output_head(y_hat)
@@ -63,7 +58,7 @@ class AbstractClassifier(AbstractModel):
 
     def accuracy(self, y_hat: torch.Tensor, y: torch.Tensor, averaged: bool = True):
         """Fraction of targets whose largest score is at the label (0/1 each if not averaged)."""
-        preds, labels = y_hat.argmax(dim=-1).reshape(-1), y.reshape(-1)  # (n,), (n,)
+        preds, labels = y_hat.argmax(dim=-1).reshape(-1), class_indices(y_hat, y).reshape(-1)
         if len(preds) != len(labels):
             raise ValueError(f"accuracy: {len(preds)} predictions but {len(labels)} labels")
         return _masked_mean((preds == labels).float(), self.target_mask(y), averaged)
@@ -74,6 +69,9 @@ class AbstractClassifier(AbstractModel):
 
     def output_head(self, y_hat: torch.Tensor) -> str:
         """The output kind declared, or the one guessed from the first outputs seen (kept)."""
+        if isinstance(getattr(type(self), "head", None), str):  # set after the class statement
+            _former_head(next(c for c in type(self).__mro__
+                              if isinstance(c.__dict__.get("head"), str)), stacklevel=4)
         if self.output_kind is not None:
             if self.output_kind not in HEADS:
                 raise ValueError(f"{type(self).__name__}.output_kind must be one of "
@@ -100,6 +98,7 @@ class AbstractClassifier(AbstractModel):
         """Class scores (N, ..., C) for labels (N, ...) in 0..C-1, C the data's classes; the
         declared kind fits the outputs; all labels of in-memory data in range. Returns the
         log's note on the loss."""
+        class_indices(y_hat, y)  # one-hot or fractional labels said as such
         num_classes = getattr(data, "num_classes", None)
         shape = f"({', '.join(map(str, y.shape))}, {num_classes or 'num_classes'})"
         if not isinstance(y_hat, torch.Tensor) or y_hat.ndim != y.ndim + 1 \
@@ -135,6 +134,32 @@ class AbstractClassifier(AbstractModel):
         own = type(self).loss is not AbstractClassifier.loss
         return (f"{type(self).__name__} outputs {kind.replace('_', '-')}: loss "
                 f"{'its own' if own else HEADS[kind]}")
+
+
+def _former_head(cls, stacklevel: int) -> None:
+    """Honour the class attribute `head`, the former name of `output_kind`, with a warning."""
+    declared = cls.__dict__.get("head")
+    if "head" in cls.__dict__ and (declared is None or isinstance(declared, str)):
+        warnings.warn(f"{cls.__name__}: the class attribute `head` is now called `output_kind` "
+                      f"(a layer may be called head): write output_kind = {declared!r}",
+                      DeprecationWarning, stacklevel=stacklevel)
+        cls.output_kind = declared
+        del cls.head  # so that a layer assigned as self.head is found
+
+
+def class_indices(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """`y` as int64 class indices; labels shaped like the scores (one-hot) and fractional
+    labels (which `.long()` would truncate to another class) are refused, saying what to pass."""
+    if isinstance(y_hat, torch.Tensor) and y.ndim >= 2 and y.shape == y_hat.shape:
+        raise ValueError(f"labels of shape {tuple(y.shape)}, the shape of the outputs, are "
+                         f"one-hot labels: pass class indices (labels.argmax({y.ndim - 1})), "
+                         f"of shape {tuple(y.shape[:-1])}")
+    if y.is_floating_point():
+        fractional = y[y != y.round()]
+        if fractional.numel():
+            raise ValueError(f"labels must be class indices (integers 0..C-1), got values "
+                             f"such as {float(fractional[0]):g}")
+    return y.long()
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None, averaged: bool):

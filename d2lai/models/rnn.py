@@ -243,6 +243,12 @@ class AbstractRNNClassifier(AbstractClassifier):
     def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor, data=None) -> str:
         """A vocabulary mismatch between data and model said as such, the data's whole token
         tensors in range; then the classifier's checks of (N, T, V) against (N, T)."""
+        if getattr(getattr(self.rnn, "rnn", self.rnn), "bidirectional", False):
+            raise ValueError(f"{type(self).__name__}'s rnn is bidirectional: at each position it "
+                             f"also reads the tokens after it, so it reads the token it is to "
+                             f"predict, and its low perplexity means nothing. Use a "
+                             f"unidirectional rnn for a next-token language model; "
+                             f"bidirectional ones suit tasks that read the whole sequence")
         V = getattr(data, "num_classes", None)
         if V is not None and V != self.vocab_size:
             raise ValueError(f"the data's vocabulary has {V} tokens but {type(self).__name__} "

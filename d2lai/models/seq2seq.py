@@ -35,8 +35,20 @@ class AbstractEncoderDecoder(AbstractClassifier):
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
+        _check_sizes(encoder, decoder)
         self.encoder = encoder
         self.decoder = decoder
+
+    def check_batch(self, y_hat: torch.Tensor, y: torch.Tensor, data=None) -> str:
+        """The pad masked is the data's target `<pad>` (when the data module knows it); then
+        the classifier's checks."""
+        pad, vocab = getattr(self, "tgt_pad", None), getattr(data, "tgt_vocab", None)
+        theirs = getattr(vocab, "token_to_idx", {}).get("<pad>")
+        if pad is not None and theirs is not None and pad != theirs:
+            raise ValueError(f"tgt_pad={pad} but the data's target vocabulary's '<pad>' is "
+                             f"{theirs}: the loss would leave out the token {pad} and count the "
+                             f"padding. Build the model with tgt_pad=data.tgt_vocab['<pad>']")
+        return super().check_batch(y_hat, y, data)
 
     def forward(self, enc_X: torch.Tensor, dec_X: torch.Tensor, *args) -> torch.Tensor:
         enc_all_outputs = self.encoder(enc_X, *args)
@@ -232,6 +244,12 @@ class Seq2Seq(AbstractEncoderDecoder):
         self.tgt_pad = count("tgt_pad", tgt_pad)
         self.lr = number("lr", lr, 0, open_low=True, allow_none=True)
         self.tgt_eos = None if tgt_eos is None else count("tgt_eos", tgt_eos)
+        V = getattr(decoder, "vocab_size", None)  # the target vocabulary's size
+        for name, index in (("tgt_pad", self.tgt_pad), ("tgt_eos", self.tgt_eos)):
+            if V is not None and index is not None and index >= V:
+                raise ValueError(f"{name}={index} is no token of the target vocabulary of {V} "
+                                 f"tokens (the decoder's vocab_size): pass the target "
+                                 f"vocabulary's index, e.g. data.tgt_vocab['<pad>']")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.lr is None:
@@ -261,6 +279,21 @@ def bleu(pred_seq: str, label_seq: str, k: int) -> float:
                 label_subs[ngram] -= 1
         score *= math.pow(num_matches / (len_pred - n + 1), math.pow(0.5, n))
     return score
+
+
+def _check_sizes(encoder: nn.Module, decoder: nn.Module) -> None:
+    """The decoder starts from the encoder's state: their recurrent layers must have the same
+    width and depth (compared here, named, rather than failing inside torch)."""
+    enc, dec = getattr(encoder, "rnn", None), getattr(decoder, "rnn", None)
+    if not (isinstance(enc, nn.RNNBase) and isinstance(dec, nn.RNNBase)):
+        return
+    for what, a, b in (("hidden units", enc.hidden_size, dec.hidden_size),
+                       ("layer(s)", enc.num_layers * (1 + enc.bidirectional), dec.num_layers)):
+        if a != b:
+            raise ValueError(f"the encoder ({type(enc).__name__}) has {a} {what} but the decoder "
+                             f"({type(dec).__name__}) has {b}: the decoder starts from the "
+                             f"encoder's state, so build both with the same num_hiddens and "
+                             f"num_layers")
 
 
 def _gru(num_inputs: int, num_hiddens, num_layers, dropout) -> nn.GRU:

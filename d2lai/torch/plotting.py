@@ -47,8 +47,22 @@ def set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend) -> None:
     axes.grid()
 
 
-def _as_plottable(values):
-    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+def _as_plottable(values, name: str | None = None):
+    """`values` as matplotlib takes them; with `name`, a curve's values checked first: numbers
+    a float holds, and at least one finite value (a curve of NaNs draws nothing, silently)."""
+    values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+    if name is None:
+        return values
+    try:
+        floats = np.asarray(values, dtype=float)
+    except OverflowError:
+        raise ValueError(f"plot: {name} holds an integer too large for a float") from None
+    except (TypeError, ValueError):  # not numbers (dates, names): matplotlib's to judge
+        return values
+    if floats.size and not np.isfinite(floats).any():
+        raise ValueError(f"plot: {name} has no finite value (all NaN or infinite): nothing "
+                         f"would be drawn")
+    return floats
 
 
 def plot(X, Y=None, xlabel=None, ylabel=None, legend=[], xlim=None,  # noqa: B006 (the edition's)
@@ -79,9 +93,9 @@ def plot(X, Y=None, xlabel=None, ylabel=None, legend=[], xlim=None,  # noqa: B00
     for i, (x, y) in enumerate(zip(X, Y, strict=True)):
         fmt = fmts[i % len(fmts)]
         if x is None or len(x) == 0:
-            axes.plot(_as_plottable(y), fmt)
+            axes.plot(_as_plottable(y, f"curve {i}"), fmt)
         else:
-            axes.plot(_as_plottable(x), _as_plottable(y), fmt)
+            axes.plot(_as_plottable(x, f"x of curve {i}"), _as_plottable(y, f"curve {i}"), fmt)
     set_axes(axes, xlabel, ylabel, xlim, ylim, xscale, yscale, legend)
 
 
