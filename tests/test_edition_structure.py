@@ -9,7 +9,7 @@ import d2lai
 from d2lai import torch as d2l
 
 PARTS = ("tensors", "models", "data", "sequences", "optimization", "performance", "plotting",
-         "utils")
+         "utils", "vision")
 
 
 def test_init_only_re_exports_the_parts():
