@@ -227,8 +227,9 @@ def draw(board_or_trainer, *args) -> None:
         return _board_draw(board_or_trainer, *args)
     board = getattr(board_or_trainer, "board", None)
     if not isinstance(board, ProgressBoard):
-        raise TypeError(f"draw takes a ProgressBoard, or a trainer with a board (Trainer(..., "
-                        f"board=True)), got {type(board_or_trainer).__name__}")
+        raise TypeError(f"draw: board must be a ProgressBoard, got "
+                        f"{type(board_or_trainer).__name__} {board_or_trainer!r:.40} (or a "
+                        f"trainer with a board: Trainer(..., board=True))")
     if len(args) != 4:
         raise TypeError(f"draw(trainer, epoch, losses, n_batches, label) takes 5 arguments, "
                         f"got {1 + len(args)}")
