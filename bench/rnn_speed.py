@@ -122,6 +122,7 @@ def fit_beside(name: str, data: d2lai.TimeMachine, args: argparse.Namespace, ver
     model, _ = _fresh(name, data, args)
     trainer = Trainer(model, data, Descent(LR), max_epochs=1 + args.epochs,
                       gpu=device.type == "cuda", gradient_clip_val=CLIP,
+                      clip="max_norm",  # torch's clipping, as the bare loop's
                       board_yscale="identity", verbose=verbose, board_path=board,
                       callbacks=[StepBeside(beside)])
     model, _ = d2lai.fit(trainer)

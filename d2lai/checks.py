@@ -303,7 +303,8 @@ def evaluation_data(data) -> None:
             or callable(getattr(data, "get_dataloader", None)):
         return
     if isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
-        raise ArgumentError(f"evaluate got a {type(data).__name__} of {len(data)} tensors (a "
+        kind = "tuple" if isinstance(data, tuple) else type(data).__name__
+        raise ArgumentError(f"evaluate got a {kind} of {len(data)} tensors (a "
                             f"split such as data.val), not batches of it: pass the data module, "
                             f"or d2lai.TensorLoader(data.val, batchsize)")
     if not hasattr(data, "__iter__") or isinstance(data, (str, bytes, torch.Tensor)):

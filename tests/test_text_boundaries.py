@@ -53,8 +53,8 @@ def test_a_language_model_for_another_vocabulary(text):
                                rf"built for vocab_size={V + 3}: build the model with "
                                rf"vocab_size=len\(data.vocab\)")
     smaller = d2lai.RNNModelConcise(nn.GRU(V - 5, 8), V - 5)
-    _fit_refuses(smaller, text, rf"token indices from 0 to {V - 1} but RNNModelConcise was "
-                                rf"built for vocab_size={V - 5}")
+    _fit_refuses(smaller, text, rf"the data's vocabulary has {V} tokens but RNNModelConcise "
+                                rf"was built for vocab_size={V - 5}")  # one-hot batches
 
 
 def test_an_encoder_decoder_for_other_vocabularies(pairs):

@@ -99,18 +99,23 @@ class AbstractClassifier(AbstractModel):
         """Class scores (N, ..., C) for labels (N, ...) in 0..C-1, C the data's classes; the
         declared kind fits the outputs; all labels of in-memory data in range. Returns the
         log's note on the loss."""
-        class_indices(y_hat, y)  # one-hot or fractional labels said as such
         num_classes = getattr(data, "num_classes", None)
         soft = _soft_labels(y_hat, y)
         if soft is not None:
             if type(self).loss is not AbstractClassifier.loss:
                 return f"{type(self).__name__} takes {soft}: loss its own"
+            if soft == "one-hot labels":
+                raise ValueError(f"the labels are one-hot labels: pass class indices "
+                                 f"(labels.argmax({y.ndim - 1})) of shape {tuple(y.shape[:-1])}, "
+                                 f"which {type(self).__name__}'s loss takes, or give the model a "
+                                 f"loss of its own for them")
             raise ValueError(
                 f"the labels are {soft} of shape {tuple(y.shape)} (one-hot or smoothed), but "
                 f"{type(self).__name__}'s loss takes class indices of shape "
                 f"{tuple(y.shape[:-1])}: serve y.argmax(-1), or give the model a loss of its "
                 f"own for them, e.g. def loss(self, y_hat, y): return -(y * "
                 f"torch.log_softmax(y_hat, -1)).sum(-1).mean()")
+        class_indices(y_hat, y)  # fractional labels said as such
         shape = f"({', '.join(map(str, y.shape))}, {num_classes or 'num_classes'})"
         if not isinstance(y_hat, torch.Tensor) or y_hat.ndim != y.ndim + 1 \
                 or y_hat.shape[:-1] != y.shape:

@@ -332,10 +332,11 @@ class AbstractRNNClassifier(AbstractClassifier):
         """One-hot vectors in the rnn's layout from one-hot (N, T, V) or indices (N, T)."""
         if isinstance(X, torch.Tensor) and X.is_floating_point() and X.ndim == 3:
             if X.shape[-1] != self.vocab_size:
-                raise ValueError(f"{type(self).__name__} takes one-hot tokens of shape "
-                                 f"(batch_size, num_steps, {self.vocab_size}), got "
-                                 f"{tuple(X.shape)}: the data's vocabulary and the model's "
-                                 f"differ; build the model with vocab_size=len(data.vocab)")
+                raise ValueError(f"the data's vocabulary has {X.shape[-1]} tokens but "
+                                 f"{type(self).__name__} was built for vocab_size="
+                                 f"{self.vocab_size}: build the model with "
+                                 f"vocab_size=len(data.vocab) (one-hot tokens of shape "
+                                 f"{tuple(X.shape)})")
             return X if self.rnn_batch_first else X.transpose(0, 1)
         steps = self.one_hot(X)  # (T, N, V)
         return steps.transpose(0, 1) if self.rnn_batch_first else steps

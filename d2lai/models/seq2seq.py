@@ -287,9 +287,12 @@ def _check_sizes(encoder: nn.Module, decoder: nn.Module) -> None:
     enc, dec = getattr(encoder, "rnn", None), getattr(decoder, "rnn", None)
     if not (isinstance(enc, nn.RNNBase) and isinstance(dec, nn.RNNBase)):
         return
+    # a decoder deeper than its encoder has no state to start from; a shallower one takes the
+    # encoder's first layers' states where it says so (attention decoders, the Julia text's)
+    shallow_ok = not isinstance(decoder, Seq2SeqDecoder)
     for what, a, b in (("hidden units", enc.hidden_size, dec.hidden_size),
                        ("layer(s)", enc.num_layers * (1 + enc.bidirectional), dec.num_layers)):
-        if a != b:
+        if a != b and not (what == "layer(s)" and b < a and shallow_ok):
             raise ValueError(f"the encoder ({type(enc).__name__}) has {a} {what} but the decoder "
                              f"({type(dec).__name__}) has {b}: the decoder starts from the "
                              f"encoder's state, so build both with the same num_hiddens and "

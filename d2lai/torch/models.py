@@ -472,6 +472,9 @@ class Trainer(HyperParameters, _trainer.Trainer):
     """
 
     _batch_offset = 0
+    # what a book's own __init__ (`@d2l.add_to_class(d2l.Trainer)`) leaves unset: the book's
+    # clipping (down to the norm, only above it), float32, eager
+    clip, precision, compile = "max_norm", "32", False
 
     def __init__(self, max_epochs, num_gpus=0, gradient_clip_val=0, precision="32",
                  compile=False):
