@@ -335,7 +335,8 @@ class AbstractRNNClassifier(AbstractClassifier):
                 raise ValueError(f"the data's vocabulary has {X.shape[-1]} tokens but "
                                  f"{type(self).__name__} was built for vocab_size="
                                  f"{self.vocab_size}: build the model with "
-                                 f"vocab_size=len(data.vocab) (one-hot tokens of shape "
+                                 f"vocab_size=len(data.vocab) (it takes one-hot tokens of "
+                                 f"shape (batch_size, num_steps, {self.vocab_size}), got "
                                  f"{tuple(X.shape)})")
             return X if self.rnn_batch_first else X.transpose(0, 1)
         steps = self.one_hot(X)  # (T, N, V)
