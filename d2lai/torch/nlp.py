@@ -26,7 +26,7 @@ from ..checks import number, positive_int
 from ..data.text import Vocab, _read_text
 from ..models.attention import sequence_mask
 from ..models.rnn import clip_gradients
-from ..models.seq2seq import _tokens
+from ..models.seq2seq import _tokens, init_seq2seq
 from ..models.transformer import TransformerEncoderBlock
 from .plotting import Animator
 from .utils import Accumulator, Timer
@@ -713,15 +713,6 @@ class MaskedSoftmaxCELoss(nn.CrossEntropyLoss):
         return (unweighted_loss * weights).mean(dim=1)
 
 
-def _xavier_init(m: nn.Module) -> None:
-    if type(m) is nn.Linear:
-        nn.init.xavier_uniform_(m.weight)
-    if type(m) is nn.GRU:
-        for name in m._flat_weights_names:
-            if "weight" in name:
-                nn.init.xavier_uniform_(m._parameters[name])
-
-
 def train_seq2seq(net: nn.Module, data_iter, lr: float, num_epochs: int, tgt_vocab: Vocab,
                   device) -> None:
     """Train an encoder-decoder on batches (X, X_valid_len, Y, Y_valid_len) with Adam, teacher
@@ -729,7 +720,7 @@ def train_seq2seq(net: nn.Module, data_iter, lr: float, num_epochs: int, tgt_voc
     1; Xavier-uniform weights first. Draws the loss per token every 10 epochs."""
     num_epochs = positive_int("num_epochs", num_epochs)
     lr = number("lr", lr, 0, open_low=True)
-    net.apply(_xavier_init)
+    net.apply(init_seq2seq)
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     loss = MaskedSoftmaxCELoss()
