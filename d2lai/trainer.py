@@ -34,6 +34,7 @@ from .callbacks import (
     ProgressBar,
     ReduceFigures,
     SeededShuffle,
+    ValidationBatches,
 )
 from .callbacks.epoch_log import show_logs
 from .device import check_seed, get_device, seed
@@ -145,7 +146,7 @@ class Trainer:
                *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
                *([DrawBoard(self.board, board_path)] if board else []),
                *([DataParallel(), ReduceFigures()] if distributed.launched() else
-                 [SeededShuffle()])]
+                 [SeededShuffle()]), ValidationBatches()]
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
@@ -398,6 +399,9 @@ class Metrics:
     were restored), over the whole validation set; `history` holds every epoch's.
 
     `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the figures;
+    after a fit, `val_loss` and `val_acc` also hold each batch's value of the last validation
+    pass, as the Julia package's `fit` returns them (`metrics.val_acc[-1]`, `len(...)`,
+    `statistics.mean(...)`: `d2lai.callbacks.BatchValues`);
     `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
     ended; `monitor`: the figure `best()` chose the epoch by; `modes`: each figure's
     direction ('min' or 'max', as its metric says) and `default_monitor` the figure `best()`

@@ -14,8 +14,9 @@ from .lr_scheduler import LRScheduler
 from .progress import ProgressBar
 from .reduce_figures import ReduceFigures
 from .tensorboard import TensorBoardLogger
+from .validation_batches import BatchValues, ValidationBatches
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
            "CSVLogger", "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard",
            "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceFigures",
-           "SeededShuffle", "TensorBoardLogger"]
+           "SeededShuffle", "TensorBoardLogger", "BatchValues", "ValidationBatches"]
