@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import reprlib
 import sys
@@ -19,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import is_color_like
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+
+from .checks import flag, is_real, positive_int
 
 __all__ = ["ProgressBoard", "draw", "save_plot", "save_gif", "figure_panel"]
 
@@ -90,7 +91,7 @@ def _as_floats(value, name: str, scalar: bool = False) -> list[float]:
             raise ValueError(f"draw: {name} must be {'a number' if scalar else '0-D or 1-D'}, "
                              f"got an array of shape {tuple(value.shape)}")
         return value.astype(float).reshape(-1).tolist()
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         try:
             return [float(value)]
         except OverflowError:  # an int beyond a float's range
@@ -113,8 +114,7 @@ def check_label(name: str, label) -> str:
 
 def _check_figsize(name: str, value) -> tuple[float, float]:
     if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
-                   or not 0 < v <= MAX_INCHES for v in value)):
+            or any(not is_real(v) or not 0 < v <= MAX_INCHES for v in value)):
         raise ValueError(f"{name} must be (width, height) in inches, two numbers in "
                          f"(0, {MAX_INCHES}], got {value!r}")
     return float(value[0]), float(value[1])
@@ -222,9 +222,7 @@ class ProgressBoard:
         if len(set(given.values())) > 1:
             raise ValueError(f"size and figsize are the same setting (inches); give one, got "
                              f"size={size!r} and figsize={figsize!r}")
-        if live is not None and not isinstance(live, bool):
-            raise TypeError(f"live must be True, False or None (None: live in Jupyter), "
-                            f"got {_what(live)}")
+        flag("live", live, none_means="live in Jupyter")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title must be a str or None, got {_what(title)}")
         if panel_of is not None and not callable(panel_of):
@@ -384,8 +382,7 @@ class ProgressBoard:
         """Write an animated GIF of the curves growing, one frame per distinct x."""
         from matplotlib.animation import FuncAnimation, PillowWriter
 
-        if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
-            raise ValueError(f"fps must be a positive integer, got {fps!r}")
+        fps = positive_int("fps", fps)
         file = check_plot_path(path, gif=True)
         steps = sorted({x for label in self.series for x in self._points(label, math.inf)[0]})
         if not steps:

@@ -30,6 +30,7 @@ from .callbacks import Callback
 from .callbacks.base import default_monitor, monitor_mode
 from .callbacks.tensorboard import summary_writer
 from .checks import callbacks as check_callbacks
+from .checks import is_real
 from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
@@ -722,7 +723,7 @@ class RunTable:
         file = check_plot_path(path) if path is not None else None
         final = self.final().records
         xs = [r[setting] for r in final]
-        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        numeric = all(is_real(x) for x in xs)
         groups: dict[Any, list[dict]] = {}
         for r in final:
             groups.setdefault(r[by] if by else None, []).append(r)
