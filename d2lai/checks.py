@@ -14,8 +14,9 @@ import numbers
 from functools import partial
 
 __all__ = ["ArgumentError", "is_int", "is_real", "positive", "positive_int", "count", "flag",
-           "number", "one_of", "Check", "TRAINER", "stops", "resumable", "trainable", "own_epoch",
-           "data_module", "callbacks", "metrics", "optimizer_of", "unreached", "evaluation_data"]
+           "number", "one_of", "Check", "scale", "seed", "TRAINER", "stops", "resumable",
+           "trainable", "own_epoch", "data_module", "callbacks", "metrics", "optimizer_of",
+           "unreached", "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
@@ -118,12 +119,28 @@ class Check:
 
 # --- what a Trainer takes ----------------------------------------------------------------------
 
+def scale(name: str, value) -> str:
+    """`value` as matplotlib's name of one of the book's axis scales (`"identity"`, `"log10"`,
+    ...: `d2lai.board.SCALES`)."""
+    from .board import check_scale
+
+    return check_scale(name, value)
+
+
+def seed(name: str, value) -> int | None:
+    """`value` as an int if it is a seed `d2lai.device.seed` takes, or None (no seeding)."""
+    from .device import check_seed
+
+    return None if value is None else check_seed(value)
+
+
 TRAINER = Check(
     max_epochs=partial(positive_int, allow_none=True), max_steps=partial(positive_int,
                                                                          allow_none=True),
     print_every=positive_int, gpu=flag, verbose=flag, board=flag, resume=flag,
     override_opt=flag, gradient_clip_val=partial(number, low=0, high=math.inf, open_high=True),
-    on_diverge=partial(one_of, choices=("stop", "raise")))
+    on_diverge=partial(one_of, choices=("stop", "raise")),
+    clip=partial(one_of, choices=("rescale", "max_norm")), board_yscale=scale, seed=seed)
 
 
 def stops(max_epochs, max_steps) -> None:

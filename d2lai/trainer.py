@@ -20,25 +20,13 @@ import torch
 from torch import nn
 
 from . import checks, distributed
-from .board import ProgressBoard, check_scale
-from .callbacks import (
-    BatchChecks,
-    Callback,
-    Checkpoint,
-    DataParallel,
-    Diverged,
-    DivergenceWatch,
-    DrawBoard,
-    EpochLog,
-    MonitorCallback,
-    ProgressBar,
-    ReduceFigures,
-    SeededShuffle,
-)
+from .board import ProgressBoard
+from .callbacks import Callback, Diverged, MonitorCallback
 from .callbacks.epoch_log import show_logs
-from .device import check_seed, get_device, seed
+from .callbacks.own import own_callbacks
+from .device import get_device, seed
 from .metrics import KNOWN, Accuracy, Loss, Measure, MetricList
-from .models.rnn import CLIPS, RESCALE_NOTE, clip_gradients, say_once
+from .models.rnn import RESCALE_NOTE, clip_gradients, say_once
 from .optim import RULES, setup
 from .precision import Precision
 
@@ -118,34 +106,26 @@ class Trainer:
         args = checks.TRAINER(dict(max_epochs=max_epochs, max_steps=max_steps, gpu=gpu,
                                    verbose=verbose, board=board, print_every=print_every,
                                    gradient_clip_val=gradient_clip_val, on_diverge=on_diverge,
-                                   resume=resume, override_opt=override_opt))
-        if max_epochs is None and max_steps is None:
-            raise ValueError("max_epochs must be a positive integer, got None (None only with "
-                             "max_steps)")
-        if resume and checkpoint is None:
-            raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
-        self.seed = None if seed is None else check_seed(seed)
+                                   resume=resume, override_opt=override_opt, clip=clip,
+                                   board_yscale=board_yscale, seed=seed))
+        checks.stops(max_epochs, max_steps)
+        checks.resumable(resume, checkpoint)
         callbacks = self.given_callbacks = checks.callbacks(callbacks)  # part of the run
-        self.model, self.data, self.opt = model, data, opt
+        self.model, self.data, self.opt, self.seed = model, data, opt, args["seed"]
         self.max_epochs, self.max_steps = args["max_epochs"], args["max_steps"]
         self.gpu, self.verbose, self.print_every = args["gpu"], args["verbose"], print_every
-        self.grad_clip_val = args["gradient_clip_val"]
-        self.clip = checks.one_of("clip", clip, CLIPS)
+        self.grad_clip_val, self.clip = args["gradient_clip_val"], args["clip"]
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
         self.monitor = monitors[0].monitor if monitors else None  # None: the family's default
         self.metric_list = MetricList([*getattr(model, "METRICS", (Loss(), Accuracy())),
                                        *checks.metrics(metrics)])
-        yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
-        self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
+        self.board = ProgressBoard("epoch", yscale=args["board_yscale"],
+                                   title=type(model).__name__,
                                    panel_of=self.metric_list.panel) if board else None
         self.outputs = None  # the model's outputs of the batch at hand
         self.amp = Precision(precision, compile)  # how the steps run: autocast, compiled
-        own = [BatchChecks(), self.amp, DivergenceWatch(on_diverge), EpochLog(),
-               *([ProgressBar()] if verbose else []),
-               *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
-               *([DrawBoard(self.board, board_path)] if board else []),
-               *([DataParallel(), ReduceFigures()] if distributed.launched() else
-                 [SeededShuffle()])]
+        own = own_callbacks(self, on_diverge=on_diverge, board_path=board_path,
+                            checkpoint=checkpoint, resume=resume, override_opt=override_opt)
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
@@ -173,11 +153,8 @@ class Trainer:
         """
         self.prepare()
         diverged = interrupted = False
-        started = []
         try:
-            for callback in self.callbacks:
-                callback.on_fit_start(self)
-                started.append(callback)
+            self.emit("on_fit_start")  # a start that fails ends the callbacks it started alone
             self._fits += 1
             while self.epoch < self.stop_epoch and self.steps < self.stop_step \
                     and not self.should_stop:
@@ -201,8 +178,7 @@ class Trainer:
             metrics = Metrics.of(self.history, self.epoch, self.steps, diverged=diverged,
                                  interrupted=interrupted, stopped_early=self.should_stop,
                                  metric_list=self.metric_list)
-            for callback in started:
-                callback.on_fit_end(self, metrics)
+            self.emit("on_fit_end", metrics)
         return self.model, metrics
 
     def fit_epoch(self) -> dict[str, float]:
@@ -370,9 +346,19 @@ class Trainer:
         self.stop_step = (0 if first else self.steps) + (self.max_steps or math.inf)
         self.should_stop = False
         self.watch = self.model.register_forward_hook(self.keep_outputs)
-        self.hooks = {event: [getattr(c, event) for c in self.callbacks
-                              if getattr(type(c), event) is not getattr(Callback, event)]
+        self.hooks = {event: [getattr(c, event) for c in self.callbacks if overrides(c, event)]
                       for event in Callback.EVENTS}
+        self.hooks["on_fit_start"] = [self.starting(c) for c in self.callbacks]
+        self.hooks["on_fit_end"] = []  # each callback's, once its fit has started
+
+    def starting(self, callback: Callback):
+        """`callback.on_fit_start`, after which its `on_fit_end` is due: a fit whose start
+        fails ends the callbacks it started, and no other."""
+        def start(trainer):
+            callback.on_fit_start(trainer)
+            if overrides(callback, "on_fit_end"):
+                self.hooks["on_fit_end"].append(callback.on_fit_end)
+        return start
 
     def setup_optimizer(self):
         """The rule bound to the model, the optimiser given, or the model's own optimiser."""
@@ -476,6 +462,11 @@ class Metrics:
         finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
         epoch = pick(finite, key=values.__getitem__) + 1 if finite else 0
         return replace(self, monitor=monitor).at_epoch(epoch)
+
+
+def overrides(callback: Callback, event: str) -> bool:
+    """Whether `callback` does something at `event` (the base class's hooks do nothing)."""
+    return getattr(type(callback), event) is not getattr(Callback, event)
 
 
 def fit(trainer: Trainer) -> tuple[nn.Module, Metrics]:
