@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from .checks import flag, is_real, positive_int
 
-__all__ = ["ProgressBoard", "draw", "save_plot", "save_gif", "figure_panel"]
+__all__ = ["ProgressBoard", "draw", "save_plot", "save_gif", "metric_panel"]
 
 SCALES = {"identity": "linear", "linear": "linear", "log10": "log", "log": "log"}
 MAX_INCHES = 50  # Plots.jl's `size` is in pixels; (600, 400) inches here would be gigapixels
@@ -133,17 +133,20 @@ def _fmt_x(x: float) -> str:
     return str(int(x)) if x.is_integer() else f"{x:.4g}"
 
 
-def figure_panel(label: str) -> str:
-    """The panel a figure (`label`) goes on, as its metric says (`d2lai.metrics`): the losses
+def metric_panel(label: str) -> str:
+    """The panel a metric (`label`) goes on, as its metric says (`d2lai.metrics`): the losses
     on "loss", the accuracies on "accuracy", `val_ppl` on "perplexity", `lr` on "learning rate";
-    any other figure on a panel of its own name. A trainer's board asks its own metric list.
+    any other metric on a panel of its own name. A trainer's board asks its own metric list.
 
-    >>> figure_panel("val_acc")
+    >>> metric_panel("val_acc")
     'accuracy'
     """
     from .metrics import KNOWN
 
     return KNOWN.panel(label)
+
+
+figure_panel = metric_panel  # its earlier name
 
 
 def _readable_ticks(ax, log: bool) -> None:
@@ -182,7 +185,7 @@ class ProgressBoard:
         title: the title (the best point is added to it, see `mark_best`).
         panel_of: a function of a series' name that gives the panel (a labelled axes of its
             own) it goes on; None: one panel for all. The trainer's board uses
-            `figure_panel`: losses on one panel, accuracies on another (always linear),
+            `metric_panel`: losses on one panel, accuracies on another (always linear),
             perplexity and learning rate on their own.
 
     Uses a bare matplotlib `Figure` (no pyplot), so nothing pops up in a terminal and it works
@@ -227,7 +230,7 @@ class ProgressBoard:
             raise TypeError(f"title must be a str or None, got {_what(title)}")
         if panel_of is not None and not callable(panel_of):
             raise TypeError(f"panel_of must be a function of a series name (e.g. "
-                            f"d2lai.board.figure_panel) or None, got {_what(panel_of)}")
+                            f"d2lai.board.metric_panel) or None, got {_what(panel_of)}")
         self.panel_of, self.fixed_size = panel_of, bool(given)
         self.xlabel, self.ylabels, self.title = xlabel, list(ylabels), title
         self.xscale, self.yscale = check_scale("xscale", xscale), check_scale("yscale", yscale)

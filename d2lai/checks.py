@@ -172,6 +172,9 @@ def trainable(model, data, opt, custom_loop: bool) -> None:
     if "train" in vars(model) or not callable(getattr(model, "train", None)):
         raise TypeError(f"model {type(model).__name__} has a field named 'train', which hides "
                         f"nn.Module.train() (the switch to training mode): rename the field")
+    if callable(getattr(model, "epoch_figures", None)):
+        raise TypeError(f"model {type(model).__name__} defines epoch_figures, which the trainer "
+                        f"no longer calls: rename it epoch_metrics (same arguments, same return)")
     if not custom_loop:
         own_epoch(model)
     data_module(data)
@@ -212,7 +215,7 @@ self.gradient_clip_val:
 
     model, metrics = d2lai.fit(MyTrainer(model, data, opt, max_epochs=5))
 
-(Return None instead if your fit_epoch validates and records its figures itself.)"""
+(Return None instead if your fit_epoch validates and records its metrics itself.)"""
 
 
 def own_epoch(model) -> None:

@@ -58,7 +58,7 @@ class Trainer:
             gradient rescaled to norm `gradient_clip_val`) or "max_norm" (scaled down only
             above it, as torch and the PyTorch edition).
         print_every: epochs between epoch lines.
-        board: draw the figures on a `ProgressBoard` (`trainer.board`), live in a notebook.
+        board: draw the metrics on a `ProgressBoard` (`trainer.board`), live in a notebook.
         board_path: save the board there (PNG, SVG, PDF, ...) when the fit ends.
         on_diverge: at a non-finite loss, "stop" (roll back to the last good state and return)
             or "raise" (`FloatingPointError`).
@@ -83,7 +83,7 @@ class Trainer:
     the callbacks, at `on_loss` and `on_validation_batch_end`).
 
     Returns from `fit`: `(model, metrics)`, the model on the CPU and a `Metrics` (the last
-    epoch's figures, `metrics.history` every epoch's, `metrics.best()` the best epoch's).
+    epoch's metrics, `metrics.history` every epoch's, `metrics.best()` the best epoch's).
 
     >>> trainer = Trainer(model, data, Descent(0.1), max_epochs=10)
     >>> model, metrics = fit(trainer)   # metrics.val_loss, metrics.val_acc, metrics.history
@@ -182,7 +182,7 @@ class Trainer:
         return self.model, metrics
 
     def fit_epoch(self) -> dict[str, float]:
-        """One pass over the training set; the epoch's training figures (`train_loss`, ...)."""
+        """One pass over the training set; the epoch's training metrics (`train_loss`, ...)."""
         if callable(getattr(type(self.model), "fit_epoch", None)):  # the Julia text's own
             from .julia import model_epoch
 
@@ -236,7 +236,7 @@ class Trainer:
         Args:
             data: a data module (its validation set), a data loader or any iterable of
                 `(X..., y)` batches; None: the trainer's validation set.
-            name: the prefix of the figures' names.
+            name: the prefix of the metrics' names.
 
         Returns:
             `{f"{name}_loss": ..., f"{name}_acc": ..., ...}` (no accuracy for a regression).
@@ -290,11 +290,11 @@ class Trainer:
             yield batch
 
     def end_epoch(self, logs: dict, train_s: float, val_s: float) -> None:
-        """Count the epoch, add the model's own figures, record them, call the callbacks."""
+        """Count the epoch, add the model's own metrics, record them, call the callbacks."""
         self.epoch += 1
         logs = {k: v for k, v in logs.items() if v is not None}
         logs |= self.metric_list.derive(logs)  # perplexity from the loss, ...
-        own = getattr(self.model, "epoch_figures", None)  # a model family's own figures
+        own = getattr(self.model, "epoch_metrics", None)  # a model family's own metrics
         if own is not None:
             logs |= own(logs)
         for name, value in logs.items():
@@ -380,14 +380,14 @@ class Trainer:
 
 @dataclass
 class Metrics:
-    """How a fit ended: the figures of epoch `epoch` (the last one, or the one whose weights
+    """How a fit ended: the metrics of epoch `epoch` (the last one, or the one whose weights
     were restored), over the whole validation set; `history` holds every epoch's.
 
-    `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the figures;
+    `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the metrics;
     `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
-    ended; `monitor`: the figure `best()` chose the epoch by; `modes`: each figure's
-    direction ('min' or 'max', as its metric says) and `default_monitor` the figure `best()`
-    takes when none is named (both from the fit's metrics). Any other figure of the history
+    ended; `monitor`: the metric `best()` chose the epoch by; `modes`: each metric's
+    direction ('min' or 'max', as its metric says) and `default_monitor` the metric `best()`
+    takes when none is named (both from the fit's metrics). Any other metric of the history
     is an attribute too: `metrics.val_top5_acc`.
 
     >>> model, metrics = d2lai.fit(trainer)
@@ -408,15 +408,15 @@ class Metrics:
     steps: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     monitor: str | None = None
-    # each figure's direction ('min' or 'max', as its metric says) and the default monitor
+    # each metric's direction ('min' or 'max', as its metric says) and the default monitor
     modes: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     default_monitor: str | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str):
-        """Any other figure of the history at `epoch`: `metrics.val_top5_acc`."""
+        """Any other metric of the history at `epoch`: `metrics.val_top5_acc`."""
         history = self.__dict__.get("history", {})
         if name.startswith("_") or name not in history:
-            raise AttributeError(f"{type(self).__name__} has no {name!r}; the figures are "
+            raise AttributeError(f"{type(self).__name__} has no {name!r}; the metrics are "
                                  f"{', '.join(history)}")
         values = history[name]
         return values[self.epoch - 1] if 1 <= self.epoch <= len(values) else None
@@ -424,7 +424,7 @@ class Metrics:
     @classmethod
     def of(cls, history: dict, epochs: int, steps: int, metric_list: MetricList = KNOWN,
            **flags) -> Metrics:
-        """The metrics of the last epoch of `history` (figure name -> a value an epoch), with
+        """The metrics of the last epoch of `history` (metric name -> a value an epoch), with
         the directions of `metric_list`, the fit's metrics."""
         metrics = cls(math.nan, None, math.nan, epochs, steps=steps,
                       history={k: list(v) for k, v in history.items()},
@@ -433,7 +433,7 @@ class Metrics:
         return metrics.at_epoch(max(map(len, history.values()), default=0))
 
     def at_epoch(self, epoch: int) -> Metrics:
-        """Take the figures of `epoch` (from 1) from the history."""
+        """Take the metrics of `epoch` (from 1) from the history."""
         def get(name, default):
             values = self.history.get(name, [])
             return values[epoch - 1] if 1 <= epoch <= len(values) else default
@@ -447,13 +447,13 @@ class Metrics:
         """A copy of these metrics at the best epoch of `monitor`.
 
         Args:
-            monitor: a figure of the history; default `val_acc` if there is one, else
+            monitor: a metric of the history; default `val_acc` if there is one, else
                 `val_loss`, else `train_loss` (the fit's metrics decide).
             mode: "min", "max", or "auto" (as the metric says: accuracies are maximised).
 
         Returns:
             A `Metrics` whose `epoch` is the best one (the first on ties; non-finite values
-            are passed over; 0 if there is none) and whose `monitor` names the figure.
+            are passed over; 0 if there is none) and whose `monitor` names the metric.
         """
         monitor = monitor or self.default_monitor or KNOWN.default_monitor(self.history)
         values = self.history.get(monitor, [])

@@ -75,3 +75,14 @@ def test_the_trainers_arguments_are_refused_through_the_checks(tiny_data, kwargs
 
     with pytest.raises(ValueError, match=message):
         d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1), **kwargs)
+
+
+def test_a_family_method_under_its_earlier_name_is_refused_not_ignored(tiny_data):
+    from conftest import TinyClassifier
+
+    class Old(TinyClassifier):
+        def epoch_figures(self, logs):
+            return {"val_twice": 2 * logs["val_loss"]}
+
+    with pytest.raises(TypeError, match="defines epoch_figures, .*rename it epoch_metrics"):
+        d2lai.Trainer(Old(), tiny_data, d2lai.Descent(0.1))

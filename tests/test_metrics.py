@@ -91,7 +91,7 @@ def test_top5_and_a_torchmetrics_f1_are_everywhere_a_figure_is(tiny_data, tmp_pa
 def test_a_monitor_of_a_metric_not_measured_lists_the_ones_that_are(tiny_data):
     trainer = d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1), verbose=False,
                             metrics=[TopKAccuracy(3)], callbacks=[d2lai.EarlyStopping("val_f1")])
-    with pytest.raises(ValueError, match="monitor='val_f1' is not among this fit's figures; "
+    with pytest.raises(ValueError, match="monitor='val_f1' is not among this fit's metrics; "
                                          "choose one of .*'val_top3_acc'"):
         trainer.fit()
     assert trainer.steps == 0

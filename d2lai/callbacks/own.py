@@ -13,7 +13,7 @@ from .data_parallel import DataParallel, SeededShuffle
 from .divergence import DivergenceWatch
 from .epoch_log import EpochLog
 from .progress import ProgressBar
-from .reduce_figures import ReduceFigures
+from .reduce_metrics import ReduceMetrics
 
 __all__ = ["own_callbacks"]
 
@@ -36,7 +36,7 @@ def own_callbacks(trainer, *, on_diverge: str = "stop",
         (bool(checkpoint), lambda: Checkpoint(checkpoint, resume, override_opt)),  # resume=
         (trainer.board is not None, lambda: DrawBoard(trainer.board, board_path)),  # board=
         (launched, DataParallel),
-        (launched, ReduceFigures),
+        (launched, ReduceMetrics),
         (not launched, SeededShuffle),                         # seed=
     ]
     return [make() for wanted, make in table if wanted]

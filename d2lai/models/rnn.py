@@ -277,7 +277,7 @@ class StackedRNNScratch(StackedRNN):
 class AbstractRNNClassifier(AbstractClassifier):
     """A language model: tokens in, batch first, as one-hot vectors (N, T, V) (the Julia
     text's batches) or indices (N, T) (the PyTorch edition's); logits (N, T, V) of the next
-    token out. Cross-entropy over every position, perplexity as its figure.
+    token out. Cross-entropy over every position, perplexity as its metric.
 
     The rnn takes its inputs in its own layout: batch first (Julia's cells, torch layers built
     with `batch_first=True`) or time first (`nn.RNN` by default, the PyTorch edition's cells);

@@ -48,7 +48,7 @@ def rbfkernel(x1, x2, ls=4.):
 
 class HPOTrainer(Trainer):
     """The edition's `Trainer` with `validation_error()`: 1 - the validation accuracy of the
-    fitted model, over the whole validation set (the fit's last figures, not a second pass).
+    fitted model, over the whole validation set (the fit's last metrics, not a second pass).
 
     A fit cut short by Ctrl-C raises KeyboardInterrupt once it has ended cleanly, so that a
     tuner does not take a half-trained model's error for the trial's."""

@@ -465,7 +465,7 @@ class Trainer(HyperParameters, _trainer.Trainer):
 
     `fit` runs d2lai's training loop; `prepare_data`, `prepare_model`, `prepare_batch`,
     `fit_epoch` and `clip_gradients` can be replaced (`@d2l.add_to_class(d2l.Trainer)`) as the
-    edition's chapters do. After `fit`, `trainer.metrics` holds the figures of the run (whole
+    edition's chapters do. After `fit`, `trainer.metrics` holds the metrics of the run (whole
     validation set), the model is on the training device and the data back on the CPU. Under
     torchrun it trains data-parallel, each rank on one GPU (`num_gpus > 0`) or on the CPU.
     """
@@ -549,9 +549,9 @@ class Trainer(HyperParameters, _trainer.Trainer):
         """d2lai's whole-set validation; counts the batches in `val_batch_idx`."""
         if getattr(self, "val_dataloader", True) is None:
             return {}
-        figures = super().validate()
+        metrics = super().validate()
         self.val_batch_idx += self.num_val_batches
-        return figures
+        return metrics
 
 
 def _check_model_and_data(model, data) -> None:
