@@ -20,6 +20,7 @@ from .board import ProgressBoard
 from .board import draw as _board_draw
 from .data.base import train_dataloader, val_dataloader
 from .device import get_device
+from .metrics import loss_of
 from .models import attention as _attention
 from .models import seq2seq as _seq2seq
 from .trainer import Trainer
@@ -70,8 +71,9 @@ def prepare_data(data, train_on_gpu: bool = False):
     return train_dataloader(data), val_dataloader(data)
 
 
-# The Julia text's per-epoch losses, (train_losses, val_losses, val_acc), by the metrics' names.
-_FIGURES = {"train_losses": "train_loss", "val_losses": "val_loss", "val_acc": "val_acc"}
+# The Julia text's per-epoch lists, (train_losses, val_losses, val_acc), by the names of the
+# metrics they are batches of (its val_acc is the accuracy's own name).
+_TEXT_LISTS = {"train_losses": loss_of("train"), "val_losses": loss_of("val")}
 
 
 def draw_metrics(model: nn.Module, epoch: int, trainer, metrics) -> dict[str, float]:
@@ -95,7 +97,7 @@ def draw_metrics(model: nn.Module, epoch: int, trainer, metrics) -> dict[str, fl
             if not value:
                 continue  # no accuracy for a regression: nothing to draw
             value = math.fsum(float(v) for v in value) / len(value)
-        logs[_FIGURES.get(name, name)] = float(value)
+        logs[_TEXT_LISTS.get(name, name)] = float(value)
     own = getattr(model, "epoch_metrics", None)
     if own is not None:
         logs |= own(logs)
@@ -289,7 +291,7 @@ def model_epoch(trainer) -> dict[str, float]:
     items = vars(losses) if isinstance(losses, SimpleNamespace) else dict(losses or {})
     train = [float(v) for v in items.get("train_losses", [])]
     trainer.steps += len(train)
-    return {"train_loss": math.fsum(train) / len(train)} if train else {}
+    return {loss_of("train"): math.fsum(train) / len(train)} if train else {}
 
 
 def transpose_qkv(m: _attention.MultiHeadedAttention, x: torch.Tensor) -> torch.Tensor:

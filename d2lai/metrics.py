@@ -31,7 +31,8 @@ import torch
 from . import distributed
 
 __all__ = ["Metric", "Loss", "Accuracy", "TopKAccuracy", "Perplexity", "LearningRate",
-           "FunctionMetric", "TorchMetric", "MetricList", "Measure", "as_metric", "of", "KNOWN"]
+           "FunctionMetric", "TorchMetric", "MetricList", "Measure", "as_metric", "of", "loss_of",
+           "KNOWN"]
 
 SPLITS = ("train", "val", "test")
 UNREPORTED = "unreported"  # a validation step that returned its loss alone: no accuracy
@@ -365,6 +366,16 @@ class MetricList(list):
 
 # the metrics every fit knows how to title and draw, whatever it measures
 KNOWN = MetricList([Loss(), Accuracy(), Perplexity(), LearningRate()])
+
+
+def loss_of(split: str = "val") -> str:
+    """The name of the loss on a pass (`val_loss`): what a monitor watches when none is
+    named, as Keras's do.
+
+    >>> loss_of("train")
+    'train_loss'
+    """
+    return Loss().key(split)
 
 
 def of(trainer) -> MetricList:

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
@@ -439,8 +439,10 @@ class Metrics:
             return values[epoch - 1] if 1 <= epoch <= len(values) else default
 
         self.epoch = epoch
-        self.val_loss, self.train_loss = get("val_loss", math.nan), get("train_loss", math.nan)
-        self.val_acc, self.train_acc = get("val_acc", None), get("train_acc", None)
+        for f in fields(self):  # val_loss, val_acc, train_loss, train_acc
+            metric, split = KNOWN.find(f.name)
+            if split is not None:  # a missing loss reads NaN, any other metric None
+                setattr(self, f.name, get(f.name, math.nan if isinstance(metric, Loss) else None))
         return self
 
     def best(self, monitor: str | None = None, mode: str = "auto") -> Metrics:

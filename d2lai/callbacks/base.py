@@ -40,7 +40,7 @@ from __future__ import annotations
 import copy
 import inspect
 
-from ..metrics import KNOWN, MetricList
+from ..metrics import KNOWN, MetricList, loss_of
 from ..metrics import of as metrics_of
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_metrics",
@@ -160,7 +160,8 @@ class MonitorCallback(Callback):
     ...             self.best = self.value(logs)
     """
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0):
+    def __init__(self, monitor: str | None = None, mode: str = "auto", min_delta: float = 0):
+        monitor = loss_of("val") if monitor is None else monitor  # None: the validation loss
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"{type(self).__name__}: monitor must be a metric name such as "
                              f"'val_loss', got {monitor!r}")

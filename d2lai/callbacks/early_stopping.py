@@ -28,7 +28,8 @@ class EarlyStopping(MonitorCallback):
     once. Everything is reset at each fit, so one object can serve several runs.
 
     Args:
-        monitor: the metric watched (`val_loss`, `val_acc`, `train_loss`, ...).
+        monitor: the metric watched (`val_loss`, `val_acc`, `train_loss`, ...); None: the
+            validation loss.
         min_delta: the least change that counts as an improvement.
         patience: epochs without improvement before stopping.
         mode: "min", "max" or "auto" (accuracies maximised, the rest minimised).
@@ -41,7 +42,7 @@ class EarlyStopping(MonitorCallback):
     ...                                    callbacks=[stop]))   # metrics.stopped_early
     """
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0,
+    def __init__(self, monitor: str | None = None, min_delta: float = 0, patience: int = 0,
                  mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False, start_from_epoch: int = 0):
         args = ARGS(dict(patience=patience, start_from_epoch=start_from_epoch,

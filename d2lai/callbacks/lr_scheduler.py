@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 
 from ..checks import one_of
+from ..metrics import loss_of
 from .base import Callback, fit_metrics
 
 __all__ = ["LRScheduler"]
@@ -40,7 +41,7 @@ class LRScheduler(Callback):
     adds_metrics = ("lr",)
 
     def __init__(self, scheduler: Callable | torch.optim.lr_scheduler.LRScheduler,
-                 interval: str = "epoch", monitor: str = "val_loss"):
+                 interval: str = "epoch", monitor: str | None = None):
         if not isinstance(scheduler, Scheduler) and not callable(scheduler):
             raise TypeError(f"LRScheduler takes a torch scheduler, or a function of the "
                             f"optimiser that returns one, e.g. lambda opt: StepLR(opt, 5); "
@@ -48,7 +49,7 @@ class LRScheduler(Callback):
         self.make = None if isinstance(scheduler, Scheduler) else scheduler
         self.scheduler = scheduler if self.make is None else None
         self.interval = one_of("interval", interval, ("epoch", "step"))
-        self.monitor = monitor
+        self.monitor = loss_of("val") if monitor is None else monitor  # None: val loss
 
     def on_fit_start(self, trainer) -> None:
         if self.scheduler is None or (self.make is not None
