@@ -17,16 +17,16 @@ Workloads, each as its chapter trains it, batch 128:
   pairs, Adam(0.001), gradients clipped to norm 1. This machine has no fra-eng.zip: the pairs are
   generated in its layout (`d2lai.testing.write_fake_fra_eng`) unless `--data-root` holds one.
 
-Each mode (32, bf16, compile, bf16+compile) trains a fresh model seeded alike, twice in
-lockstep: `d2lai.fit(Trainer(..., precision=, compile=))`, and after each of its epochs one epoch
-of the bare loop (the data's stored tensors cut by index with a fresh permutation, the same
-transform, forward and the model's loss under the same autocast, compiled alike, backward,
-clipping, step; then a validation pass). Each training step is timed in both (the time between
-the ends of consecutive steps, the data's slicing included); the figures are the medians over
-the epochs after the first (the first holds compiling), so that bursts of other work on a
-shared machine fall out. Seconds per epoch = median step x steps + the median validation pass.
-The ratios: to float32 eager of the same loop, and d2lai's to the bare loop's in the same mode.
-The validation figures are d2lai's after the same epochs in every mode.
+Each mode (32, bf16, compile, bf16+compile) trains a fresh model seeded alike, twice in lockstep:
+`d2lai.fit(Trainer(..., precision=, compile=))`, and after each of its epochs one epoch of the bare
+loop (the data's stored tensors cut by index with a fresh permutation, the same transform, forward
+and the model's loss under the same autocast (a conv net channels-last in bf16, as d2lai puts it),
+compiled alike, backward, clipping, step; then a validation pass). Each training step is timed in
+both (the time between the ends of consecutive steps, the data's slicing included); the figures are
+the medians over the epochs after the first (the first holds compiling), so that bursts of other
+work on a shared machine fall out. Seconds per epoch = median step x steps + the median validation
+pass. The ratios: to float32 eager of the same loop, and d2lai's to the bare loop's in the same
+mode. The validation figures are d2lai's after the same epochs in every mode.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from d2lai import Adam, Descent, Trainer
 from d2lai.files import write_json
 from d2lai.layers import Parallel
 from d2lai.optim import setup
-from d2lai.precision import BACKEND, PRECISIONS
+from d2lai.precision import BACKEND, PRECISIONS, has_conv2d
 
 MODES = {"32": ("32", False), "bf16": ("bf16", False), "compile": ("32", True),
          "bf16+compile": ("bf16", True)}
@@ -179,6 +179,8 @@ class BareLoop:
         self.model, self.data, self.clip = model, data, work.clip
         self.opt = setup(work.opt(), model)
         self.dtype = PRECISIONS[precision]
+        if self.dtype is not None and has_conv2d(model):  # as d2lai does in bf16
+            model.to(memory_format=torch.channels_last)
         self.gen = torch.Generator().manual_seed(SEED)
 
         def train_step(batch):

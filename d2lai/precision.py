@@ -10,6 +10,12 @@ multiplied by a large factor before backward, so that small gradients do not van
 the gradients are divided by it again before clipping and the step; a step whose gradients
 overflowed is skipped (said on the epoch line) and the factor halved.
 
+In bf16 and 16 a model with 2-D convolutions is put in channels-last memory format (its 4-D
+weights stored height, width, channels: the layout the lower-precision convolution kernels of
+oneDNN and cuDNN run fastest on; a ResNet-18 step on a CPU with AMX took 0.52 s against 0.72 s
+in bf16, `bench/precision.py`). The values are the same; the weights stay in that layout after
+the fit.
+
 `Trainer(..., compile=True)` compiles the model's training and validation steps with
 `torch.compile` at their first call; the seconds it took are said once, on the first epoch line.
 Where compilation fails, the steps run eagerly, said once.
@@ -68,6 +74,12 @@ def native_bf16_cpu() -> bool:
                                              getattr(cpu, "_is_amx_tile_supported", None)))
 
 
+def has_conv2d(model: torch.nn.Module) -> bool:
+    """Whether `model` holds a 2-D convolution (a module with a 4-D weight that convolves)."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) and m.weight.dim() == 4
+               for m in model.modules())
+
+
 class Precision(Callback):
     """The training step's precision and compilation: autocast, the float16 gradient scaler,
     and the compiled steps. The trainer runs its steps through `run` and its backward and
@@ -88,6 +100,7 @@ class Precision(Callback):
         self.device, self.scaler, self.compiled, self.timed = None, None, {}, set()
         self.fell_back = False
         self.noted, self.compile_s, self.skipped = False, 0.0, 0
+        self.channels_last = False  # whether the model's convolutions were put channels-last
 
     def definition(self) -> dict:
         """What a run's definition holds of it."""
@@ -110,6 +123,9 @@ class Precision(Callback):
             logger.info("this CPU has no bfloat16 instructions (AVX512-BF16 or AMX): "
                         "precision='bf16' runs emulated, likely slower than '32'")
         self.device = device
+        if self.dtype is not None and has_conv2d(model):  # what the bf16/fp16 kernels run on
+            model.to(memory_format=torch.channels_last)
+            self.channels_last = True
         if self.precision == "16" and self.scaler is None:
             self.scaler = torch.amp.GradScaler(device.type)
 
@@ -180,6 +196,8 @@ class Precision(Callback):
         if not self.noted and (self.dtype is not None or self.compile):
             self.noted = True
             mode = "float32" if self.dtype is None else f"{self.precision} autocast"
+            if self.channels_last:
+                mode += ", channels-last"
             if self.compile and self.compile_s:
                 mode += f", compiled in {self.compile_s:.1f} s"
             elif self.compile:

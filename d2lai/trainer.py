@@ -384,6 +384,9 @@ class Metrics:
     were restored), over the whole validation set; `history` holds every epoch's.
 
     `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the metrics;
+    after a fit, `val_loss` and `val_acc` also hold each batch's value of the last validation
+    pass, as the Julia package's `fit` returns them (`metrics.val_acc[-1]`, `len(...)`,
+    `statistics.mean(...)`: `d2lai.callbacks.BatchValues`);
     `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
     ended; `monitor`: the metric `best()` chose the epoch by; `modes`: each metric's
     direction ('min' or 'max', as its metric says) and `default_monitor` the metric `best()`

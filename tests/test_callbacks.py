@@ -165,6 +165,7 @@ def test_the_trainers_own_callbacks_follow_its_arguments(tiny_data, tmp_path):
         EpochLog,
         ProgressBar,
         SeededShuffle,
+        ValidationBatches,
     )
     from d2lai.precision import Precision
 
@@ -173,10 +174,10 @@ def test_the_trainers_own_callbacks_follow_its_arguments(tiny_data, tmp_path):
         return [type(c) for c in trainer.callbacks]
 
     assert set(kinds(verbose=False, board=False)) == {BatchChecks, Precision, DivergenceWatch,
-                                                      EpochLog, SeededShuffle}
+                                                      EpochLog, SeededShuffle, ValidationBatches}
     everything = kinds(checkpoint=tmp_path / "run.pt", board_path=tmp_path / "board.png")
     assert {ProgressBar, Checkpoint, DrawBoard} <= set(everything)
-    assert len(everything) == 8
+    assert len(everything) == 9
 
 
 def test_train_accuracy_comes_from_the_training_passes(tiny_data):

@@ -145,6 +145,35 @@ def test_bf16_runs_the_steps_in_bfloat16(tiny_data):
     assert seen[:2] == [torch.float32] * 2 and set(seen[2:]) == {torch.bfloat16}
 
 
+def test_bf16_puts_a_conv_net_channels_last_with_the_same_values_and_says_so(
+        tiny_data, caplog):
+    caplog.set_level(logging.DEBUG, logger="d2lai")
+    d2lai.seed(0)
+    net = chapter.BLeNetConcise()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    trainer = d2lai.Trainer(net, tiny_data, d2lai.Descent(0.1), max_steps=1,
+                            board=False, verbose=False, precision="bf16")
+    trainer.amp.setup(torch.device("cpu"), net)
+    convs = [m.weight for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not convs[1].is_contiguous()  # 6 input channels: the layout has changed
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # same values
+    trainer.fit()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Epoch")]
+    assert " · bf16 autocast, channels-last · " in lines[-1]
+
+
+def test_float32_and_nets_without_convolutions_keep_their_memory_format(tiny_data):
+    net = chapter.BLeNetConcise()
+    d2lai.Trainer(net, tiny_data, d2lai.Descent(0.1), board=False,
+                  verbose=False).amp.setup(torch.device("cpu"), net)
+    assert all(m.weight.is_contiguous() for m in net.modules() if isinstance(m, nn.Conv2d))
+    mlp = TinyClassifier()
+    precision = amp.Precision("bf16")
+    precision.setup(torch.device("cpu"), mlp)
+    assert not precision.channels_last
+
+
 # --- float16 with a gradient scaler ---------------------------------------------------------------
 
 class SumLoss(TinyClassifier):

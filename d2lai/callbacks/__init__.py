@@ -15,8 +15,9 @@ from .progress import ProgressBar
 from .reduce_metrics import ReduceMetrics
 from .reduce_metrics import ReduceMetrics as ReduceFigures  # its earlier name  # noqa: F401
 from .tensorboard import TensorBoardLogger
+from .validation_batches import BatchValues, ValidationBatches
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
            "CSVLogger", "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard",
            "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceMetrics",
-           "SeededShuffle", "TensorBoardLogger"]
+           "SeededShuffle", "TensorBoardLogger", "BatchValues", "ValidationBatches"]

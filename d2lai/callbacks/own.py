@@ -14,6 +14,7 @@ from .divergence import DivergenceWatch
 from .epoch_log import EpochLog
 from .progress import ProgressBar
 from .reduce_metrics import ReduceMetrics
+from .validation_batches import ValidationBatches
 
 __all__ = ["own_callbacks"]
 
@@ -38,5 +39,6 @@ def own_callbacks(trainer, *, on_diverge: str = "stop",
         (launched, DataParallel),
         (launched, ReduceMetrics),
         (not launched, SeededShuffle),                         # seed=
+        (True, ValidationBatches),        # the last validation pass batch by batch (Julia's)
     ]
     return [make() for wanted, make in table if wanted]
