@@ -369,8 +369,8 @@ KNOWN = MetricList([Loss(), Accuracy(), Perplexity(), LearningRate()])
 
 
 def loss_of(split: str = "val") -> str:
-    """The name of the loss on a pass (`val_loss`): what a monitor watches when none is
-    named, as Keras's do.
+    """The name of the loss on the pass `split` ("train", "val" or "test"): `val_loss` is
+    what a monitor watches when none is named, as Keras's do.
 
     >>> loss_of("train")
     'train_loss'
