@@ -10,6 +10,7 @@ in memory as tensors and served by d2lai's `TensorLoader`.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -33,13 +34,33 @@ __all__ = ["DataModule", "SyntheticRegressionData", "FashionMNIST", "TimeMachine
 # DATA_HUB is d2lai's own table: a name the book adds to it is one `download` can fetch.
 
 
+def _text_as_object(value):
+    """A pandas frame with its text columns as `object`, as pandas before 3 reads them (the
+    edition's `features.dtypes != 'object'` takes the rest for numbers); anything else as it is.
+
+    Only pandas 3's inferred text dtype (`str`, missing values NaN) is converted; a column read
+    as `"string"` (missing values `pd.NA`) was asked for and is kept. pandas itself is untouched.
+    """
+    pd = sys.modules.get("pandas")  # a frame exists only once pandas is imported
+    if pd is None or not isinstance(value, pd.DataFrame):
+        return value
+    text = [c for c, t in value.dtypes.items()
+            if isinstance(t, pd.StringDtype) and t.na_value is not pd.NA]
+    return value.astype(dict.fromkeys(text, object)) if text else value
+
+
 class DataModule(HyperParameters, _data.AbstractData):
     """The edition's base class of data: subclasses define `get_dataloader(train)`, usually with
-    `get_tensorloader`. `root` is d2lai's data folder (`D2LAI_DATA`, else `~/.cache/d2lai`)."""
+    `get_tensorloader`. `root` is d2lai's data folder (`D2LAI_DATA`, else `~/.cache/d2lai`).
+    A pandas frame set as an attribute keeps its text columns as `object`, as the edition's
+    pandas read them (see `_text_as_object`)."""
 
     def __init__(self, root=None, num_workers=4):
         self.save_hyperparameters()
         self.root = str(_data.default_root()) if root is None else root
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, _text_as_object(value))
 
     def get_dataloader(self, train):
         raise NotImplementedError(f"{type(self).__name__} must define get_dataloader(train)")
