@@ -16,8 +16,10 @@ NAMES = (loss_of("val"), Accuracy().key("val"))  # what a validation step return
 class BatchValues(float):
     """A metric over the whole validation set that also holds the value of each of its batches,
     as the Julia text indexes them: `metrics.val_acc[-1]` (its `val_acc[end]`, the last
-    batch's), `len(metrics.val_acc)`, `statistics.mean(metrics.val_acc)` (its `mean(val_acc)`,
-    the mean over batches). As a number it is the whole set's metric; `batches` is the tuple.
+    batch's), `statistics.mean(metrics.val_acc)` (its `mean(val_acc)`, the mean over batches),
+    `list(metrics.val_acc)`. As a number it is the whole set's metric; `batches` is the tuple
+    (`len(metrics.val_acc.batches)`). It has no `len()`: a number with a length is taken for a
+    list by `pytest.approx` and the like, which would then compare the batches.
     """
 
     batches: tuple[float, ...]
@@ -30,8 +32,8 @@ class BatchValues(float):
     def __getitem__(self, index):
         return self.batches[index]
 
-    def __len__(self) -> int:
-        return len(self.batches)
+    def __iter__(self):
+        return iter(self.batches)
 
     def __reduce__(self):
         return type(self), (float(self), self.batches)
