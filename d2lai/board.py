@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import reprlib
 import sys
@@ -20,7 +19,9 @@ from matplotlib.colors import is_color_like
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
 
-__all__ = ["ProgressBoard", "draw", "save_plot", "save_gif", "figure_panel"]
+from .checks import flag, is_real, positive_int
+
+__all__ = ["ProgressBoard", "draw", "save_plot", "save_gif", "metric_panel"]
 
 SCALES = {"identity": "linear", "linear": "linear", "log10": "log", "log": "log"}
 MAX_INCHES = 50  # Plots.jl's `size` is in pixels; (600, 400) inches here would be gigapixels
@@ -90,7 +91,7 @@ def _as_floats(value, name: str, scalar: bool = False) -> list[float]:
             raise ValueError(f"draw: {name} must be {'a number' if scalar else '0-D or 1-D'}, "
                              f"got an array of shape {tuple(value.shape)}")
         return value.astype(float).reshape(-1).tolist()
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         try:
             return [float(value)]
         except OverflowError:  # an int beyond a float's range
@@ -113,8 +114,7 @@ def check_label(name: str, label) -> str:
 
 def _check_figsize(name: str, value) -> tuple[float, float]:
     if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
-                   or not 0 < v <= MAX_INCHES for v in value)):
+            or any(not is_real(v) or not 0 < v <= MAX_INCHES for v in value)):
         raise ValueError(f"{name} must be (width, height) in inches, two numbers in "
                          f"(0, {MAX_INCHES}], got {value!r}")
     return float(value[0]), float(value[1])
@@ -133,17 +133,20 @@ def _fmt_x(x: float) -> str:
     return str(int(x)) if x.is_integer() else f"{x:.4g}"
 
 
-def figure_panel(label: str) -> str:
-    """The panel a figure (`label`) goes on, as its metric says (`d2lai.metrics`): the losses
+def metric_panel(label: str) -> str:
+    """The panel a metric (`label`) goes on, as its metric says (`d2lai.metrics`): the losses
     on "loss", the accuracies on "accuracy", `val_ppl` on "perplexity", `lr` on "learning rate";
-    any other figure on a panel of its own name. A trainer's board asks its own metric list.
+    any other metric on a panel of its own name. A trainer's board asks its own metric list.
 
-    >>> figure_panel("val_acc")
+    >>> metric_panel("val_acc")
     'accuracy'
     """
     from .metrics import KNOWN
 
     return KNOWN.panel(label)
+
+
+figure_panel = metric_panel  # its earlier name
 
 
 def _readable_ticks(ax, log: bool) -> None:
@@ -182,7 +185,7 @@ class ProgressBoard:
         title: the title (the best point is added to it, see `mark_best`).
         panel_of: a function of a series' name that gives the panel (a labelled axes of its
             own) it goes on; None: one panel for all. The trainer's board uses
-            `figure_panel`: losses on one panel, accuracies on another (always linear),
+            `metric_panel`: losses on one panel, accuracies on another (always linear),
             perplexity and learning rate on their own.
 
     Uses a bare matplotlib `Figure` (no pyplot), so nothing pops up in a terminal and it works
@@ -222,14 +225,12 @@ class ProgressBoard:
         if len(set(given.values())) > 1:
             raise ValueError(f"size and figsize are the same setting (inches); give one, got "
                              f"size={size!r} and figsize={figsize!r}")
-        if live is not None and not isinstance(live, bool):
-            raise TypeError(f"live must be True, False or None (None: live in Jupyter), "
-                            f"got {_what(live)}")
+        flag("live", live, none_means="live in Jupyter")
         if title is not None and not isinstance(title, str):
             raise TypeError(f"title must be a str or None, got {_what(title)}")
         if panel_of is not None and not callable(panel_of):
             raise TypeError(f"panel_of must be a function of a series name (e.g. "
-                            f"d2lai.board.figure_panel) or None, got {_what(panel_of)}")
+                            f"d2lai.board.metric_panel) or None, got {_what(panel_of)}")
         self.panel_of, self.fixed_size = panel_of, bool(given)
         self.xlabel, self.ylabels, self.title = xlabel, list(ylabels), title
         self.xscale, self.yscale = check_scale("xscale", xscale), check_scale("yscale", yscale)
@@ -384,8 +385,7 @@ class ProgressBoard:
         """Write an animated GIF of the curves growing, one frame per distinct x."""
         from matplotlib.animation import FuncAnimation, PillowWriter
 
-        if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
-            raise ValueError(f"fps must be a positive integer, got {fps!r}")
+        fps = positive_int("fps", fps)
         file = check_plot_path(path, gif=True)
         steps = sorted({x for label in self.series for x in self._points(label, math.inf)[0]})
         if not steps:

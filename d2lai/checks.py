@@ -13,54 +13,75 @@ import math
 import numbers
 from functools import partial
 
-__all__ = ["ArgumentError", "positive_int", "count", "flag", "number", "one_of", "Check",
-           "TRAINER", "trainable", "own_epoch", "data_module", "callbacks", "metrics",
-           "optimizer_of", "unreached", "evaluation_data"]
+__all__ = ["ArgumentError", "is_int", "is_real", "positive", "positive_int", "count", "flag",
+           "number", "one_of", "Check", "scale", "seed", "TRAINER", "stops", "resumable",
+           "trainable", "own_epoch", "data_module", "callbacks", "metrics", "optimizer_of",
+           "unreached", "evaluation_data"]
 
 
 class ArgumentError(ValueError, TypeError):
     """An argument that cannot be used: its name, what it must be, and what came."""
 
 
-def _integral(value) -> bool:
+def is_int(value) -> bool:
+    """Whether `value` is an integer (`numpy.int64` too), never a `bool`."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """Whether `value` is a real number (an int, a float, `numpy.float32`, ...), never a `bool`."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def positive(name: str, value, integer: bool = False, zero: bool = False,
+             allow_none: bool = False):
+    """`value` if it is a finite number > 0 (>= 0 with `zero`; an int with `integer`), or None
+    when `allow_none`."""
+    if value is None and allow_none:
+        return None
+    ok = is_int(value) if integer else is_real(value) and math.isfinite(value)
+    if not ok or not (value >= 0 if zero else value > 0):
+        raise ArgumentError(f"{name} must be a {'non-negative' if zero else 'positive'} "
+                            f"{'integer' if integer else 'number'}, got {value!r}")
+    return int(value) if integer else value
 
 
 def positive_int(name: str, value, allow_none: bool = False) -> int | None:
     """`value` as an int if it is an integer > 0 (or None when `allow_none`)."""
-    if value is None and allow_none:
-        return None
-    if not _integral(value):
-        raise ArgumentError(f"{name} must be a positive integer, got {value!r}")
-    if value <= 0:
-        raise ArgumentError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+    return positive(name, value, integer=True, allow_none=allow_none)
 
 
 def count(name: str, value, low: int = 0) -> int:
     """`value` as an int if it is an integer >= `low` (a ValueError otherwise)."""
-    if not _integral(value) or value < low:
+    if not is_int(value) or value < low:
         raise ArgumentError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
 
 
-def flag(name: str, value) -> bool:
-    """`value` if it is True or False: a string such as "False" would read as true."""
+def flag(name: str, value, none_means: str | None = None) -> bool | None:
+    """`value` if it is True or False: a string such as "False" would read as true. With
+    `none_means` (what None does), None too."""
+    if value is None and none_means is not None:
+        return None
     if not isinstance(value, bool):
-        raise ArgumentError(f"{name} must be True or False, got {value!r}")
+        also = f", False or None (None: {none_means})" if none_means is not None else " or False"
+        raise ArgumentError(f"{name} must be True{also}, got {value!r}")
     return value
 
 
 def number(name: str, value, low: float = -math.inf, high: float = math.inf, *,
-           open_low: bool = False, open_high: bool = False, allow_none: bool = False):
-    """`value` as a float if it is a real number in the interval (NaN never is)."""
+           open_low: bool = False, open_high: bool = False, allow_none: bool = False,
+           digits: str = "g"):
+    """`value` as a float if it is a real number in the interval (NaN never is); the bounds
+    said in the error with the format `digits`."""
     if value is None and allow_none:
         return None
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = (is_real(value)
           and (low < value if open_low else low <= value)
           and (value < high if open_high else value <= high))  # NaN fails every comparison
     if not ok:
-        span = (f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        span = (f"{'(' if open_low else '['}{low:{digits}}, {high:{digits}}"
+                f"{')' if open_high else ']'}"
                 if (low, high) != (-math.inf, math.inf) else "")
         what = f"a number in {span}" if span else "a finite number"
         raise ArgumentError(f"{name} must be {what}, got {value!r}")
@@ -98,12 +119,41 @@ class Check:
 
 # --- what a Trainer takes ----------------------------------------------------------------------
 
+def scale(name: str, value) -> str:
+    """`value` as matplotlib's name of one of the book's axis scales (`"identity"`, `"log10"`,
+    ...: `d2lai.board.SCALES`)."""
+    from .board import check_scale
+
+    return check_scale(name, value)
+
+
+def seed(name: str, value) -> int | None:
+    """`value` as an int if it is a seed `d2lai.device.seed` takes, or None (no seeding)."""
+    from .device import check_seed
+
+    return None if value is None else check_seed(value)
+
+
 TRAINER = Check(
     max_epochs=partial(positive_int, allow_none=True), max_steps=partial(positive_int,
                                                                          allow_none=True),
     print_every=positive_int, gpu=flag, verbose=flag, board=flag, resume=flag,
     override_opt=flag, gradient_clip_val=partial(number, low=0, high=math.inf, open_high=True),
-    on_diverge=partial(one_of, choices=("stop", "raise")))
+    on_diverge=partial(one_of, choices=("stop", "raise")),
+    clip=partial(one_of, choices=("rescale", "max_norm")), board_yscale=scale, seed=seed)
+
+
+def stops(max_epochs, max_steps) -> None:
+    """Refuse a run with no end: `max_epochs=None` needs `max_steps`."""
+    if max_epochs is None and max_steps is None:
+        raise ArgumentError("max_epochs must be a positive integer, got None (None only with "
+                            "max_steps)")
+
+
+def resumable(resume: bool, checkpoint) -> None:
+    """Refuse `resume=True` without a checkpoint to resume from."""
+    if resume and checkpoint is None:
+        raise ArgumentError("resume=True needs checkpoint='path.pt' to resume from")
 
 
 def trainable(model, data, opt, custom_loop: bool) -> None:
@@ -122,6 +172,9 @@ def trainable(model, data, opt, custom_loop: bool) -> None:
     if "train" in vars(model) or not callable(getattr(model, "train", None)):
         raise TypeError(f"model {type(model).__name__} has a field named 'train', which hides "
                         f"nn.Module.train() (the switch to training mode): rename the field")
+    if callable(getattr(model, "epoch_figures", None)):
+        raise TypeError(f"model {type(model).__name__} defines epoch_figures, which the trainer "
+                        f"no longer calls: rename it epoch_metrics (same arguments, same return)")
     if not custom_loop:
         own_epoch(model)
     data_module(data)
@@ -162,7 +215,7 @@ self.gradient_clip_val:
 
     model, metrics = d2lai.fit(MyTrainer(model, data, opt, max_epochs=5))
 
-(Return None instead if your fit_epoch validates and records its figures itself.)"""
+(Return None instead if your fit_epoch validates and records its metrics itself.)"""
 
 
 def own_epoch(model) -> None:

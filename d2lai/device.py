@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import random
 
 import numpy as np
 import torch
+
+from .checks import is_int
 
 __all__ = ["get_device", "seed", "check_seed", "rng_state", "set_rng_state"]
 
@@ -58,7 +59,7 @@ def check_seed(n) -> int:
     >>> check_seed(0)
     0
     """
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or not 0 <= n <= SEED_MAX:
+    if not is_int(n) or not 0 <= n <= SEED_MAX:
         raise ValueError(f"seed must be an integer in [0, 2**64 - 1], got {n!r}")
     return int(n)
 

@@ -3,7 +3,7 @@
 `torchrun --nproc_per_node=N script.py` starts N copies of a script, its *ranks*, and tells each
 who it is by environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, ...). A `Trainer`
 that finds them trains data-parallel on PyTorch's own engine (the callbacks `DataParallel` and
-`ReduceFigures` do it around the unchanged loop):
+`ReduceMetrics` do it around the unchanged loop):
 
 - the ranks join one process group (`gloo` on CPUs, `nccl` on GPUs, each rank its own GPU) with
   a timeout on every collective, so that a rank that dies or hangs stops the others;
@@ -12,7 +12,7 @@ that finds them trains data-parallel on PyTorch's own engine (the callbacks `Dat
 - the model's training step runs inside `DistributedDataParallel`, whose backward averages the
   ranks' gradients (a part larger than the others weighing more): every rank takes the step
   one process would take on the whole batch;
-- the epoch's figures are summed over the ranks, so the epoch line and `Metrics` are one
+- the epoch's metrics are summed over the ranks, so the epoch line and `Metrics` are one
   process's; rank 0 alone prints, draws and writes files.
 
 Batch normalisation is the one layer that sees the split: by default each rank normalises with
@@ -186,17 +186,17 @@ def any_rank(flags: torch.Tensor) -> torch.Tensor:
     return sum_over_ranks(flags.to(torch.int32)) > 0 if _in_group() else flags
 
 
-def mean_over_ranks(figures: dict[str, float], n: int,
+def mean_over_ranks(metrics: dict[str, float], n: int,
                     device: torch.device | str = "cpu") -> dict[str, float]:
-    """Figures that are means over this rank's `n` samples -> the means over every rank's
-    samples (what one process reports). Every rank must hold the same figure names."""
-    names = sorted(k for k, v in figures.items() if v is not None)
+    """Metrics that are means over this rank's `n` samples -> the means over every rank's
+    samples (what one process reports). Every rank must hold the same metric names."""
+    names = sorted(k for k, v in metrics.items() if v is not None)
     if not _in_group() or not names:
-        return dict(figures)
-    sums = torch.tensor([figures[k] * n for k in names] + [n], dtype=torch.float64,
+        return dict(metrics)
+    sums = torch.tensor([metrics[k] * n for k in names] + [n], dtype=torch.float64,
                         device=device)
     *sums, total = sum_over_ranks(sums).tolist()
-    return figures | {k: s / total for k, s in zip(names, sums, strict=True)}
+    return metrics | {k: s / total for k, s in zip(names, sums, strict=True)}
 
 
 def from_main(compute):

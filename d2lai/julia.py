@@ -20,6 +20,7 @@ from .board import ProgressBoard
 from .board import draw as _board_draw
 from .data.base import train_dataloader, val_dataloader
 from .device import get_device
+from .metrics import loss_of
 from .models import attention as _attention
 from .models import seq2seq as _seq2seq
 from .trainer import Trainer
@@ -70,17 +71,18 @@ def prepare_data(data, train_on_gpu: bool = False):
     return train_dataloader(data), val_dataloader(data)
 
 
-# The Julia text's per-epoch losses, (train_losses, val_losses, val_acc), by the figures' names.
-_FIGURES = {"train_losses": "train_loss", "val_losses": "val_loss", "val_acc": "val_acc"}
+# The Julia text's per-epoch lists, (train_losses, val_losses, val_acc), by the names of the
+# metrics they are batches of (its val_acc is the accuracy's own name).
+_TEXT_LISTS = {"train_losses": loss_of("train"), "val_losses": loss_of("val")}
 
 
 def draw_metrics(model: nn.Module, epoch: int, trainer, metrics) -> dict[str, float]:
-    """Draw one epoch's figures on `trainer.board`, as `fit` does after each epoch: the losses
-    and accuracy, then the model family's own figures (a language model's perplexity).
+    """Draw one epoch's metrics on `trainer.board`, as `fit` does after each epoch: the losses
+    and accuracy, then the model family's own metrics (a language model's perplexity).
 
-    `metrics` holds the epoch's figures by name (`train_loss`, `val_loss`, `val_acc`, ...) or,
+    `metrics` holds the epoch's metrics by name (`train_loss`, `val_loss`, `val_acc`, ...) or,
     as the Julia text's `fit_epoch` returns them, lists of batch values (`train_losses`,
-    `val_losses`, `val_acc`), whose means are drawn. Returns the figures drawn.
+    `val_losses`, `val_acc`), whose means are drawn. Returns the metrics drawn.
     """
     board = getattr(trainer, "board", None)
     if not isinstance(board, ProgressBoard):
@@ -95,8 +97,8 @@ def draw_metrics(model: nn.Module, epoch: int, trainer, metrics) -> dict[str, fl
             if not value:
                 continue  # no accuracy for a regression: nothing to draw
             value = math.fsum(float(v) for v in value) / len(value)
-        logs[_FIGURES.get(name, name)] = float(value)
-    own = getattr(model, "epoch_figures", None)
+        logs[_TEXT_LISTS.get(name, name)] = float(value)
+    own = getattr(model, "epoch_metrics", None)
     if own is not None:
         logs |= own(logs)
     for name, value in logs.items():
@@ -276,7 +278,7 @@ def model_epoch(trainer) -> dict[str, float]:
     """One epoch by the model's own `fit_epoch(opt, train_dataloader=..., val_dataloader=...,
     gradient_clip_val=...)`, as the Julia text dispatches on its model: it returns the text's
     `(train_losses, val_losses, val_acc)` lists (a namespace or a dict), of which the mean
-    training loss is the epoch's figure (the trainer then validates on the whole set)."""
+    training loss is the epoch's metric (the trainer then validates on the whole set)."""
     def loader(train: bool):
         named = getattr(trainer.data, "train_dataloader" if train else "val_dataloader", None)
         batches = named() if callable(named) else trainer.data.get_dataloader(train=train)
@@ -289,7 +291,7 @@ def model_epoch(trainer) -> dict[str, float]:
     items = vars(losses) if isinstance(losses, SimpleNamespace) else dict(losses or {})
     train = [float(v) for v in items.get("train_losses", [])]
     trainer.steps += len(train)
-    return {"train_loss": math.fsum(train) / len(train)} if train else {}
+    return {loss_of("train"): math.fsum(train) / len(train)} if train else {}
 
 
 def transpose_qkv(m: _attention.MultiHeadedAttention, x: torch.Tensor) -> torch.Tensor:

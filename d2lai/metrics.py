@@ -31,21 +31,22 @@ import torch
 from . import distributed
 
 __all__ = ["Metric", "Loss", "Accuracy", "TopKAccuracy", "Perplexity", "LearningRate",
-           "FunctionMetric", "TorchMetric", "MetricList", "Measure", "as_metric", "of", "KNOWN"]
+           "FunctionMetric", "TorchMetric", "MetricList", "Measure", "as_metric", "of", "loss_of",
+           "KNOWN"]
 
 SPLITS = ("train", "val", "test")
 UNREPORTED = "unreported"  # a validation step that returned its loss alone: no accuracy
 
 
 class Metric:
-    """A figure measured over a pass: the mean over its samples of a per-batch value.
+    """A metric measured over a pass: the mean over its samples of a per-batch value.
 
     Subclasses give `batch(outputs, y, model, loss, reported)`: the batch's mean (a 0-d tensor
     or a number), or None where the batch cannot be scored (the metric is then left out of the
     pass). `weight(y)` is what the mean is weighted by (the batch's samples).
 
     Attributes:
-        name: the figure's name without its pass (`acc` -> `train_acc`, `val_acc`).
+        name: the metric's name without its pass (`acc` -> `train_acc`, `val_acc`).
         title: its title on the epoch line (`Acc` -> `Train Acc`).
         panel: the board's panel it is drawn on; `group`: its TensorBoard group.
         higher_is_better: what a monitor maximises (`mode="auto"`).
@@ -75,7 +76,7 @@ class Metric:
         return len(y)
 
     def key(self, split: str | None) -> str:
-        """The figure's name in a pass: `val_acc`."""
+        """The metric's name in a pass: `val_acc`."""
         return self.name if split is None else f"{split}_{self.name}"
 
     def keys(self) -> list[str]:
@@ -118,7 +119,7 @@ def _scores(outputs, y) -> bool:
 class Accuracy(Metric):
     """The fraction of targets whose largest score is at the label (the model's `accuracy`,
     which may mask padding); in validation, the accuracy the step reports (none if it returns
-    its loss alone, as the book's steps that plot their own figures).
+    its loss alone, as the book's steps that plot their own metrics).
 
     Args:
         splits: the passes it is measured on (a language model: validation only).
@@ -170,7 +171,7 @@ class FunctionMetric(Metric):
 
     Args:
         fn: the function.
-        name: the figure's name (default: the function's; a lambda needs one).
+        name: the metric's name (default: the function's; a lambda needs one).
         higher_is_better: what a monitor maximises.
         splits: the passes it is measured on.
 
@@ -192,7 +193,7 @@ class FunctionMetric(Metric):
 
 
 class Perplexity(Metric):
-    """exp of a pass's mean loss: a language model's figure, derived from the epoch's loss.
+    """exp of a pass's mean loss: a language model's metric, derived from the epoch's loss.
 
     >>> MetricList([Loss(), Perplexity()]).derive({"val_loss": 0.0})
     {'val_ppl': 1.0}
@@ -202,7 +203,7 @@ class Perplexity(Metric):
     of = "loss"
 
     def derive(self, values: dict[str, float]) -> float | None:
-        """From the pass's other figures (by metric name); None if the loss is missing."""
+        """From the pass's other metrics (by metric name); None if the loss is missing."""
         loss = values.get(self.of)
         return None if loss is None else (math.exp(loss) if loss < 709 else math.inf)
 
@@ -224,7 +225,7 @@ class TorchMetric(Metric):
 
     Args:
         metric: the torchmetrics object (`Trainer(metrics=[obj])` wraps it so).
-        name: the figure's name (default: from its class, `MulticlassF1Score` -> `f1_score`).
+        name: the metric's name (default: from its class, `MulticlassF1Score` -> `f1_score`).
         splits: the passes it is measured on.
 
     >>> TorchMetric(MulticlassF1Score(10)).keys()
@@ -268,8 +269,8 @@ def as_metric(m) -> Metric:
 
 class MetricList(list):
     """The metrics of a fit, in order: the model family's, then the trainer's `metrics=`.
-    Every figure's title, panel, tag and direction is looked up here (those of `KNOWN` for a
-    figure a callback adds, such as `lr`).
+    Every metric's title, panel, tag and direction is looked up here (those of `KNOWN` for a
+    metric a callback adds, such as `lr`).
 
     Args:
         metrics: `Metric`s, torchmetrics objects or functions (see `as_metric`); two of one
@@ -290,15 +291,15 @@ class MetricList(list):
             self.append(m)
 
     def keys(self) -> list[str]:
-        """Every figure's name: the measured ones by pass, then the derived ones by pass."""
+        """Every metric's name: the measured ones by pass, then the derived ones by pass."""
         measured = [m.key(s) for s in (*SPLITS, None) for m in self
                     if s in m.splits and not hasattr(m, "derive")]
         return measured + [m.key(s) for s in (*SPLITS, None) for m in self
                            if s in m.splits and hasattr(m, "derive")]
 
     def find(self, key: str) -> tuple[Metric | None, str | None]:
-        """The metric of a figure name and its pass (`val_acc` -> Accuracy, 'val'); one of
-        the figures every fit knows (`KNOWN`: `lr`, `train_ppl`) if none of this list's."""
+        """The metric of a name and its pass (`val_acc` -> Accuracy, 'val'); one of
+        the metrics every fit knows (`KNOWN`: `lr`, `train_ppl`) if none of this list's."""
         split, _, name = key.partition("_")
         for m in self:
             if m.name == key:
@@ -323,7 +324,7 @@ class MetricList(list):
         return m.tag(split) if m else key
 
     def mode(self, key: str, mode: str = "auto") -> str:
-        """'min' or 'max' for figure `key`: `mode`, or for 'auto' the metric's direction."""
+        """'min' or 'max' for metric `key`: `mode`, or for 'auto' the metric's direction."""
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         if mode != "auto":
@@ -332,14 +333,14 @@ class MetricList(list):
         return "max" if (m.higher_is_better if m else "acc" in key) else "min"
 
     def default_monitor(self, names) -> str:
-        """The figure a fit is judged by when none is named: the validation figure of the first
-        metric that is better higher, else of the first, else the first training figure."""
+        """The metric a fit is judged by when none is named: the validation metric of the first
+        metric that is better higher, else of the first, else the first training metric."""
         ranked = sorted(self, key=lambda m: not m.higher_is_better)
         keys = [m.key(s) for s in ("val", "train") for m in ranked if s in m.splits]
         return next((k for k in keys if k in names), keys[0] if keys else "train_loss")
 
     def derive(self, logs: dict[str, float]) -> dict[str, float]:
-        """The derived figures (perplexity) of an epoch's others, pass by pass."""
+        """The derived metrics (perplexity) of an epoch's others, pass by pass."""
         out = {}
         for split in (*SPLITS, None):
             values = {k.removeprefix(f"{split}_"): v for k, v in logs.items()
@@ -351,7 +352,7 @@ class MetricList(list):
         return out
 
     def format(self, logs: dict[str, float]) -> str:
-        """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the figures of `logs` pass by
+        """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the metrics of `logs` pass by
         pass, those of this list (and of `KNOWN`) in its order, then any others; timings left
         out."""
         known = [*self, *(m for m in KNOWN if m.name not in {x.name for x in self})]
@@ -363,12 +364,22 @@ class MetricList(list):
                          if isinstance(logs[k], (int, float)))
 
 
-# the figures every fit knows how to title and draw, whatever it measures
+# the metrics every fit knows how to title and draw, whatever it measures
 KNOWN = MetricList([Loss(), Accuracy(), Perplexity(), LearningRate()])
 
 
+def loss_of(split: str = "val") -> str:
+    """The name of the loss on the pass `split` ("train", "val" or "test"): `val_loss` is
+    what a monitor watches when none is named, as Keras's do.
+
+    >>> loss_of("train")
+    'train_loss'
+    """
+    return Loss().key(split)
+
+
 def of(trainer) -> MetricList:
-    """The metric list of `trainer`'s fit (the figures every fit knows, for a stand-in).
+    """The metric list of `trainer`'s fit (the metrics every fit knows, for a stand-in).
 
     >>> of(trainer).format({"val_loss": 0.3})
     'Val Loss: 0.3000'
@@ -437,7 +448,7 @@ class Measure:
         self.count += len(y)
 
     def compute(self) -> dict[str, float]:
-        """The pass's figures by name (`val_loss`, ...): one sync, summed over the ranks."""
+        """The pass's metrics by name (`val_loss`, ...): one sync, summed over the ranks."""
         if not self.count:
             return {}
         k = len(self.means)

@@ -23,11 +23,12 @@ forward pass, or from the layer types.)
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass, field, fields
 
 import torch
 from torch import nn
+
+from .checks import flag, number
 
 __all__ = ["Descent", "Momentum", "Nesterov", "RMSProp", "AdaGrad", "AdaDelta", "Adam", "AdaMax",
            "AdamW", "WeightDecay", "OptimiserChain", "Optimiser", "setup", "describe_opt",
@@ -46,16 +47,11 @@ _DOMAINS = {
 }
 
 
-def _number(rule: str, name: str, value) -> float:
-    """`value` as a float if it lies in `name`'s domain, else a ValueError saying where it must."""
+def _in_domain(rule: str, name: str, value) -> float:
+    """`value` as a float if it lies in `name`'s domain, else an error saying where it must."""
     low, high, with_low, with_high = _DOMAINS[name]
-    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and (low <= value if with_low else low < value)
-          and (value <= high if with_high else value < high))  # NaN fails every comparison
-    if not ok:
-        span = f"{'[' if with_low else '('}{low:.3g}, {high:.3g}{']' if with_high else ')'}"
-        raise ValueError(f"{rule}: {name} must be a number in {span}, got {value!r}")
-    return float(value)
+    return number(f"{rule}: {name}", value, low, high, open_low=not with_low,
+                  open_high=not with_high, digits=".3g")
 
 
 class _Rule:
@@ -68,12 +64,11 @@ class _Rule:
             if f.name == "betas":
                 if not (isinstance(value, (tuple, list)) and len(value) == 2):
                     raise ValueError(f"{rule}: betas must be two numbers in [0, 1), got {value!r}")
-                value = tuple(_number(rule, "betas", b) for b in value)
+                value = tuple(_in_domain(rule, "betas", b) for b in value)
             elif isinstance(f.default, bool):
-                if not isinstance(value, bool):
-                    raise ValueError(f"{rule}: {f.name} must be True or False, got {value!r}")
+                value = flag(f"{rule}: {f.name}", value)
             else:
-                value = _number(rule, f.name, value)
+                value = _in_domain(rule, f.name, value)
             setattr(self, f.name, value)
 
 

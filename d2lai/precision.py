@@ -45,8 +45,8 @@ BACKEND = "inductor"  # torch.compile's backend
 
 def check_precision(name: str, value) -> str:
     """`value` as one of "32", "bf16", "16" (Lightning's "bf16-mixed" and 32, 16 accepted)."""
-    key = ALIASES.get(value, value) if not isinstance(value, bool) else value
-    if key not in PRECISIONS:
+    key = ALIASES.get(value, value) if isinstance(value, (str, int)) else value  # True: no alias
+    if not isinstance(key, str) or key not in PRECISIONS:
         raise ArgumentError(f"{name} must be '32' (float32), 'bf16' (bfloat16 autocast) or "
                             f"'16' (float16 autocast with a gradient scaler, on a GPU), got "
                             f"{value!r}")

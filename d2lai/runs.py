@@ -30,6 +30,7 @@ from .callbacks import Callback
 from .callbacks.base import default_monitor, monitor_mode
 from .callbacks.tensorboard import summary_writer
 from .checks import callbacks as check_callbacks
+from .checks import is_real
 from .definition import differences, run_definition
 from .device import seed as seed_all
 from .distributed import is_main_process, say
@@ -40,9 +41,9 @@ from .trainer import Metrics, Trainer
 __all__ = ["Run", "grid", "sweep", "RunTable"]
 
 CLASSIFIER = MetricList([Loss(), Accuracy()])
-FIGURES = tuple(CLASSIFIER.keys())  # every record's; then the fit's other metrics
-TRAIN_LOSS, _, VAL_LOSS, VAL_ACC = FIGURES
-COLUMNS = ("run", "epoch", *FIGURES, "epoch_s", "run_s", "status")  # then the settings
+METRIC_COLUMNS = tuple(CLASSIFIER.keys())  # every record's; then the fit's other metrics
+TRAIN_LOSS, _, VAL_LOSS, VAL_ACC = METRIC_COLUMNS
+COLUMNS = ("run", "epoch", *METRIC_COLUMNS, "epoch_s", "run_s", "status")  # then the settings
 FINISHED = ("ok", "diverged", "failed", "no progress")  # "interrupted" runs are redone
 BAD = ("diverged", "failed", "no progress")
 LEARNING_BUDGET = 500  # optimiser steps after which a run stuck at chance has "failed"
@@ -158,7 +159,8 @@ class _Recorder(Callback):
     def on_fit_start(self, trainer) -> None:
         self.start, self.hook = time.perf_counter(), None
         self.metric_list = trainer.metric_list
-        self.figures = [*FIGURES, *(k for k in trainer.metric_list.keys() if k not in FIGURES)]
+        self.metric_names = [*METRIC_COLUMNS, *(k for k in trainer.metric_list.keys()
+                                                if k not in METRIC_COLUMNS)]
         self.classes = getattr(trainer.data, "num_classes", None)
         if self.classes is None:  # else the width of the model's first 2-d output
             self.hook = trainer.model.register_forward_hook(self._width)
@@ -173,13 +175,13 @@ class _Recorder(Callback):
         seconds = (logs["train_s"] + logs["val_s"]) if "train_s" in logs and "val_s" in logs \
             else None
         return {"run": self.run.name, "epoch": epoch,
-                **{k: _finite(logs.get(k)) for k in self.figures}, "epoch_s": seconds,
+                **{k: _finite(logs.get(k)) for k in self.metric_names}, "epoch_s": seconds,
                 "run_s": time.perf_counter() - self.start, "status": None, **self.run.columns}
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
         self.records.append(self._record(epoch, logs))
         if self.writer:
-            tags = {k: self.metric_list.tag(k) for k in self.figures} | {
+            tags = {k: self.metric_list.tag(k) for k in self.metric_names} | {
                 "epoch_s": "seconds/epoch"}
             for key, tag in tags.items():
                 if self.records[-1][key] is not None:
@@ -198,12 +200,12 @@ class _Recorder(Callback):
             self.writer.close()
 
     def _hparams(self, metrics: Metrics) -> None:
-        """The run's settings and final figures in the HParams tab, written by its own writer."""
+        """The run's settings and final metrics in the HParams tab, written by its own writer."""
         from torch.utils.tensorboard.summary import hparams
 
-        final = {f"hparam/{k}": _finite(getattr(metrics, k)) for k in FIGURES
+        final = {f"hparam/{k}": _finite(getattr(metrics, k)) for k in METRIC_COLUMNS
                  if any(r[k] is not None for r in self.records)} or \
-            {f"hparam/{k}": None for k in FIGURES}
+            {f"hparam/{k}": None for k in METRIC_COLUMNS}
         for summary in hparams({**self.run.columns, "status": self.status}, final):
             self.writer.file_writer.add_summary(summary)
         for tag, value in final.items():
@@ -413,10 +415,10 @@ def _trainer(run: Run, build: Callable, callbacks: list, verbose: bool, trainer_
 
 def _outcome(records: list[dict]) -> str:
     last = records[-1]
-    figures = ", ".join(f"{k.replace('_', ' ')} {last[k]:.4f}" for k in FIGURES
-                        if last[k] is not None)
+    text = ", ".join(f"{k.replace('_', ' ')} {last[k]:.4f}" for k in METRIC_COLUMNS
+                     if last[k] is not None)
     return f"{last['status']} after {last['epoch']} epochs, {last['run_s']:.1f} s" + \
-        (f": {figures}" if figures else "")
+        (f": {text}" if text else "")
 
 
 def _finished(out: Path) -> tuple[list[dict], dict[str, dict]]:
@@ -440,11 +442,11 @@ def _finished(out: Path) -> tuple[list[dict], dict[str, dict]]:
 
 
 def _complete(rows: list[dict]) -> bool:
-    """Whether a run's records are a finished run's: a final status and every epoch's figures
+    """Whether a run's records are a finished run's: a final status and every epoch's metrics
     (none only for a run that diverged before its first epoch was over)."""
     last = rows[-1]
     if last.get("status") not in FINISHED \
-            or not all(k in r for r in rows for k in ("epoch", *FIGURES)):
+            or not all(k in r for r in rows for k in ("epoch", *METRIC_COLUMNS)):
         return False
     return last["status"] == "diverged" or (last[TRAIN_LOSS] is not None
                                             and last[VAL_LOSS] is not None)
@@ -454,7 +456,7 @@ def _complete(rows: list[dict]) -> bool:
 
 def _accuracy_axis(ax, metric: str) -> None:
     """An accuracy's whole range, 0 to 1, ticked every 0.1, so that a run at chance is seen at
-    chance; other figures keep matplotlib's limits with six or so ticks."""
+    chance; other metrics keep matplotlib's limits with six or so ticks."""
     if "acc" in metric:
         ax.set_ylim(0, 1)
         ax.yaxis.set_major_locator(MultipleLocator(0.1))
@@ -465,7 +467,7 @@ def _accuracy_axis(ax, metric: str) -> None:
 _INT = re.compile(r"[+-]?(0|[1-9]\d*)")  # as str(int) writes it: "007" is no int
 _FLOAT = re.compile(r"[+-]?((0|[1-9]\d*)(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf)")
 KNOWN = {"run": str, "status": str, "epoch": int,
-         **{k: float for k in (*FIGURES, "epoch_s", "run_s")}}  # the sweep's own columns
+         **{k: float for k in (*METRIC_COLUMNS, "epoch_s", "run_s")}}  # the sweep's own columns
 
 
 def _column_type(cells: list[str]) -> type:
@@ -528,7 +530,7 @@ def _check_record(i: int, record, need_run: bool = False) -> None:
     runs are needed, saying which one (from 1)."""
     if not isinstance(record, dict):
         raise ValueError(f"record {i} is a {type(record).__name__}, not a dict of a run's "
-                         f"figures and settings")
+                         f"metrics and settings")
     if "run" not in record:
         if need_run:
             raise ValueError(f"record {i} has no 'run' (the name of its run); it has "
@@ -547,7 +549,7 @@ class RunTable:
     """Records (dicts), one an epoch of each run: print, save, load, compare and plot them.
 
     Args:
-        records: dicts with at least a `run` key (a sweep's: `epoch`, the figures, `epoch_s`,
+        records: dicts with at least a `run` key (a sweep's: `epoch`, the metrics, `epoch_s`,
             `run_s`, `status` and the settings).
 
     `models` and `metrics` are filled by `sweep` (run name -> trained model, `Metrics`).
@@ -581,7 +583,7 @@ class RunTable:
     def final(self, monitor: str | None = None) -> RunTable:
         """The last record of each run, with its best epoch beside it: `best_epoch` (by
         `monitor`, default `val_acc`, else `val_loss`; the first on ties) and that epoch's
-        figures as `best_train_loss`, `best_train_acc`, `best_val_loss`, `best_val_acc`.
+        metrics as `best_train_loss`, `best_train_acc`, `best_val_loss`, `best_val_acc`.
 
         A run whose last epoch is not its best shows both: in the chapter's default runs the
         concise net ends at 0.76 validation accuracy after 0.88 at an earlier epoch.
@@ -595,7 +597,7 @@ class RunTable:
             scored = [r for r in runs if _finite(r.get(monitor)) is not None]
             best = pick(scored, key=lambda r: r[monitor]) if scored else None
             rows.append({**runs[-1], "best_epoch": best and best.get("epoch"),
-                         **{f"best_{k}": best and best.get(k) for k in FIGURES}})
+                         **{f"best_{k}": best and best.get(k) for k in METRIC_COLUMNS}})
         return RunTable(rows)
 
     def _check(self, what: str, names: Sequence[str]) -> None:
@@ -605,7 +607,7 @@ class RunTable:
                              f"{', '.join(self.columns())}")
 
     def format(self, columns: Sequence[str] | None = None) -> str:
-        """An aligned text table: figures to 4 decimals, seconds to 1, None and NaN as '-'."""
+        """An aligned text table: metrics to 4 decimals, seconds to 1, None and NaN as '-'."""
         if columns is None:
             columns = [k for k in self.columns() if any(r.get(k) is not None
                                                         for r in self.records)]
@@ -647,7 +649,7 @@ class RunTable:
     @classmethod
     def from_csv(cls, path: str | os.PathLike) -> RunTable:
         """The table `to_csv` wrote, each column read back as its type: the sweep's columns as
-        they are known (epoch int, figures float, ...), a setting's column as all its cells
+        they are known (epoch int, metrics float, ...), a setting's column as all its cells
         say (int, float with NaN, bool, else text). An empty cell is None."""
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -722,7 +724,7 @@ class RunTable:
         file = check_plot_path(path) if path is not None else None
         final = self.final().records
         xs = [r[setting] for r in final]
-        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        numeric = all(is_real(x) for x in xs)
         groups: dict[Any, list[dict]] = {}
         for r in final:
             groups.setdefault(r[by] if by else None, []).append(r)

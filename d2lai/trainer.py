@@ -14,32 +14,19 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from torch import nn
 
 from . import checks, distributed
-from .board import ProgressBoard, check_scale
-from .callbacks import (
-    BatchChecks,
-    Callback,
-    Checkpoint,
-    DataParallel,
-    Diverged,
-    DivergenceWatch,
-    DrawBoard,
-    EpochLog,
-    MonitorCallback,
-    ProgressBar,
-    ReduceFigures,
-    SeededShuffle,
-    ValidationBatches,
-)
+from .board import ProgressBoard
+from .callbacks import Callback, Diverged, MonitorCallback
 from .callbacks.epoch_log import show_logs
-from .device import check_seed, get_device, seed
+from .callbacks.own import own_callbacks
+from .device import get_device, seed
 from .metrics import KNOWN, Accuracy, Loss, Measure, MetricList
-from .models.rnn import CLIPS, RESCALE_NOTE, clip_gradients, say_once
+from .models.rnn import RESCALE_NOTE, clip_gradients, say_once
 from .optim import RULES, setup
 from .precision import Precision
 
@@ -71,7 +58,7 @@ class Trainer:
             gradient rescaled to norm `gradient_clip_val`) or "max_norm" (scaled down only
             above it, as torch and the PyTorch edition).
         print_every: epochs between epoch lines.
-        board: draw the figures on a `ProgressBoard` (`trainer.board`), live in a notebook.
+        board: draw the metrics on a `ProgressBoard` (`trainer.board`), live in a notebook.
         board_path: save the board there (PNG, SVG, PDF, ...) when the fit ends.
         on_diverge: at a non-finite loss, "stop" (roll back to the last good state and return)
             or "raise" (`FloatingPointError`).
@@ -96,7 +83,7 @@ class Trainer:
     the callbacks, at `on_loss` and `on_validation_batch_end`).
 
     Returns from `fit`: `(model, metrics)`, the model on the CPU and a `Metrics` (the last
-    epoch's figures, `metrics.history` every epoch's, `metrics.best()` the best epoch's).
+    epoch's metrics, `metrics.history` every epoch's, `metrics.best()` the best epoch's).
 
     >>> trainer = Trainer(model, data, Descent(0.1), max_epochs=10)
     >>> model, metrics = fit(trainer)   # metrics.val_loss, metrics.val_acc, metrics.history
@@ -119,34 +106,26 @@ class Trainer:
         args = checks.TRAINER(dict(max_epochs=max_epochs, max_steps=max_steps, gpu=gpu,
                                    verbose=verbose, board=board, print_every=print_every,
                                    gradient_clip_val=gradient_clip_val, on_diverge=on_diverge,
-                                   resume=resume, override_opt=override_opt))
-        if max_epochs is None and max_steps is None:
-            raise ValueError("max_epochs must be a positive integer, got None (None only with "
-                             "max_steps)")
-        if resume and checkpoint is None:
-            raise ValueError("resume=True needs checkpoint='path.pt' to resume from")
-        self.seed = None if seed is None else check_seed(seed)
+                                   resume=resume, override_opt=override_opt, clip=clip,
+                                   board_yscale=board_yscale, seed=seed))
+        checks.stops(max_epochs, max_steps)
+        checks.resumable(resume, checkpoint)
         callbacks = self.given_callbacks = checks.callbacks(callbacks)  # part of the run
-        self.model, self.data, self.opt = model, data, opt
+        self.model, self.data, self.opt, self.seed = model, data, opt, args["seed"]
         self.max_epochs, self.max_steps = args["max_epochs"], args["max_steps"]
         self.gpu, self.verbose, self.print_every = args["gpu"], args["verbose"], print_every
-        self.grad_clip_val = args["gradient_clip_val"]
-        self.clip = checks.one_of("clip", clip, CLIPS)
+        self.grad_clip_val, self.clip = args["gradient_clip_val"], args["clip"]
         monitors = [c for c in callbacks if isinstance(c, MonitorCallback)]
         self.monitor = monitors[0].monitor if monitors else None  # None: the family's default
         self.metric_list = MetricList([*getattr(model, "METRICS", (Loss(), Accuracy())),
                                        *checks.metrics(metrics)])
-        yscale = check_scale("board_yscale", board_yscale)  # checked with a board or without
-        self.board = ProgressBoard("epoch", yscale=yscale, title=type(model).__name__,
+        self.board = ProgressBoard("epoch", yscale=args["board_yscale"],
+                                   title=type(model).__name__,
                                    panel_of=self.metric_list.panel) if board else None
         self.outputs = None  # the model's outputs of the batch at hand
         self.amp = Precision(precision, compile)  # how the steps run: autocast, compiled
-        own = [BatchChecks(), self.amp, DivergenceWatch(on_diverge), EpochLog(),
-               *([ProgressBar()] if verbose else []),
-               *([Checkpoint(checkpoint, resume, override_opt)] if checkpoint else []),
-               *([DrawBoard(self.board, board_path)] if board else []),
-               *([DataParallel(), ReduceFigures()] if distributed.launched() else
-                 [SeededShuffle()]), ValidationBatches()]
+        own = own_callbacks(self, on_diverge=on_diverge, board_path=board_path,
+                            checkpoint=checkpoint, resume=resume, override_opt=override_opt)
         main = distributed.is_main_process()  # under torchrun, rank 0 alone prints and writes
         kept = [c for c in [*own, *callbacks] if main or not c.main_process_only]
         self.callbacks = sorted(kept, key=lambda c: c.order)  # stable: ties keep their order
@@ -174,11 +153,8 @@ class Trainer:
         """
         self.prepare()
         diverged = interrupted = False
-        started = []
         try:
-            for callback in self.callbacks:
-                callback.on_fit_start(self)
-                started.append(callback)
+            self.emit("on_fit_start")  # a start that fails ends the callbacks it started alone
             self._fits += 1
             while self.epoch < self.stop_epoch and self.steps < self.stop_step \
                     and not self.should_stop:
@@ -202,12 +178,11 @@ class Trainer:
             metrics = Metrics.of(self.history, self.epoch, self.steps, diverged=diverged,
                                  interrupted=interrupted, stopped_early=self.should_stop,
                                  metric_list=self.metric_list)
-            for callback in started:
-                callback.on_fit_end(self, metrics)
+            self.emit("on_fit_end", metrics)
         return self.model, metrics
 
     def fit_epoch(self) -> dict[str, float]:
-        """One pass over the training set; the epoch's training figures (`train_loss`, ...)."""
+        """One pass over the training set; the epoch's training metrics (`train_loss`, ...)."""
         if callable(getattr(type(self.model), "fit_epoch", None)):  # the Julia text's own
             from .julia import model_epoch
 
@@ -261,7 +236,7 @@ class Trainer:
         Args:
             data: a data module (its validation set), a data loader or any iterable of
                 `(X..., y)` batches; None: the trainer's validation set.
-            name: the prefix of the figures' names.
+            name: the prefix of the metrics' names.
 
         Returns:
             `{f"{name}_loss": ..., f"{name}_acc": ..., ...}` (no accuracy for a regression).
@@ -315,11 +290,11 @@ class Trainer:
             yield batch
 
     def end_epoch(self, logs: dict, train_s: float, val_s: float) -> None:
-        """Count the epoch, add the model's own figures, record them, call the callbacks."""
+        """Count the epoch, add the model's own metrics, record them, call the callbacks."""
         self.epoch += 1
         logs = {k: v for k, v in logs.items() if v is not None}
         logs |= self.metric_list.derive(logs)  # perplexity from the loss, ...
-        own = getattr(self.model, "epoch_figures", None)  # a model family's own figures
+        own = getattr(self.model, "epoch_metrics", None)  # a model family's own metrics
         if own is not None:
             logs |= own(logs)
         for name, value in logs.items():
@@ -371,9 +346,19 @@ class Trainer:
         self.stop_step = (0 if first else self.steps) + (self.max_steps or math.inf)
         self.should_stop = False
         self.watch = self.model.register_forward_hook(self.keep_outputs)
-        self.hooks = {event: [getattr(c, event) for c in self.callbacks
-                              if getattr(type(c), event) is not getattr(Callback, event)]
+        self.hooks = {event: [getattr(c, event) for c in self.callbacks if overrides(c, event)]
                       for event in Callback.EVENTS}
+        self.hooks["on_fit_start"] = [self.starting(c) for c in self.callbacks]
+        self.hooks["on_fit_end"] = []  # each callback's, once its fit has started
+
+    def starting(self, callback: Callback):
+        """`callback.on_fit_start`, after which its `on_fit_end` is due: a fit whose start
+        fails ends the callbacks it started, and no other."""
+        def start(trainer):
+            callback.on_fit_start(trainer)
+            if overrides(callback, "on_fit_end"):
+                self.hooks["on_fit_end"].append(callback.on_fit_end)
+        return start
 
     def setup_optimizer(self):
         """The rule bound to the model, the optimiser given, or the model's own optimiser."""
@@ -395,17 +380,17 @@ class Trainer:
 
 @dataclass
 class Metrics:
-    """How a fit ended: the figures of epoch `epoch` (the last one, or the one whose weights
+    """How a fit ended: the metrics of epoch `epoch` (the last one, or the one whose weights
     were restored), over the whole validation set; `history` holds every epoch's.
 
-    `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the figures;
+    `val_loss`, `val_acc` (None without accuracy), `train_loss`, `train_acc`: the metrics;
     after a fit, `val_loss` and `val_acc` also hold each batch's value of the last validation
     pass, as the Julia package's `fit` returns them (`metrics.val_acc[-1]`, `len(...)`,
     `statistics.mean(...)`: `d2lai.callbacks.BatchValues`);
     `epochs` completed, `steps` taken; `diverged`, `interrupted`, `stopped_early`: how it
-    ended; `monitor`: the figure `best()` chose the epoch by; `modes`: each figure's
-    direction ('min' or 'max', as its metric says) and `default_monitor` the figure `best()`
-    takes when none is named (both from the fit's metrics). Any other figure of the history
+    ended; `monitor`: the metric `best()` chose the epoch by; `modes`: each metric's
+    direction ('min' or 'max', as its metric says) and `default_monitor` the metric `best()`
+    takes when none is named (both from the fit's metrics). Any other metric of the history
     is an attribute too: `metrics.val_top5_acc`.
 
     >>> model, metrics = d2lai.fit(trainer)
@@ -426,15 +411,15 @@ class Metrics:
     steps: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     monitor: str | None = None
-    # each figure's direction ('min' or 'max', as its metric says) and the default monitor
+    # each metric's direction ('min' or 'max', as its metric says) and the default monitor
     modes: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     default_monitor: str | None = field(default=None, repr=False, compare=False)
 
     def __getattr__(self, name: str):
-        """Any other figure of the history at `epoch`: `metrics.val_top5_acc`."""
+        """Any other metric of the history at `epoch`: `metrics.val_top5_acc`."""
         history = self.__dict__.get("history", {})
         if name.startswith("_") or name not in history:
-            raise AttributeError(f"{type(self).__name__} has no {name!r}; the figures are "
+            raise AttributeError(f"{type(self).__name__} has no {name!r}; the metrics are "
                                  f"{', '.join(history)}")
         values = history[name]
         return values[self.epoch - 1] if 1 <= self.epoch <= len(values) else None
@@ -442,7 +427,7 @@ class Metrics:
     @classmethod
     def of(cls, history: dict, epochs: int, steps: int, metric_list: MetricList = KNOWN,
            **flags) -> Metrics:
-        """The metrics of the last epoch of `history` (figure name -> a value an epoch), with
+        """The metrics of the last epoch of `history` (metric name -> a value an epoch), with
         the directions of `metric_list`, the fit's metrics."""
         metrics = cls(math.nan, None, math.nan, epochs, steps=steps,
                       history={k: list(v) for k, v in history.items()},
@@ -451,27 +436,29 @@ class Metrics:
         return metrics.at_epoch(max(map(len, history.values()), default=0))
 
     def at_epoch(self, epoch: int) -> Metrics:
-        """Take the figures of `epoch` (from 1) from the history."""
+        """Take the metrics of `epoch` (from 1) from the history."""
         def get(name, default):
             values = self.history.get(name, [])
             return values[epoch - 1] if 1 <= epoch <= len(values) else default
 
         self.epoch = epoch
-        self.val_loss, self.train_loss = get("val_loss", math.nan), get("train_loss", math.nan)
-        self.val_acc, self.train_acc = get("val_acc", None), get("train_acc", None)
+        for f in fields(self):  # val_loss, val_acc, train_loss, train_acc
+            metric, split = KNOWN.find(f.name)
+            if split is not None:  # a missing loss reads NaN, any other metric None
+                setattr(self, f.name, get(f.name, math.nan if isinstance(metric, Loss) else None))
         return self
 
     def best(self, monitor: str | None = None, mode: str = "auto") -> Metrics:
         """A copy of these metrics at the best epoch of `monitor`.
 
         Args:
-            monitor: a figure of the history; default `val_acc` if there is one, else
+            monitor: a metric of the history; default `val_acc` if there is one, else
                 `val_loss`, else `train_loss` (the fit's metrics decide).
             mode: "min", "max", or "auto" (as the metric says: accuracies are maximised).
 
         Returns:
             A `Metrics` whose `epoch` is the best one (the first on ties; non-finite values
-            are passed over; 0 if there is none) and whose `monitor` names the figure.
+            are passed over; 0 if there is none) and whose `monitor` names the metric.
         """
         monitor = monitor or self.default_monitor or KNOWN.default_monitor(self.history)
         values = self.history.get(monitor, [])
@@ -480,6 +467,11 @@ class Metrics:
         finite = [i for i, v in enumerate(values) if v is not None and math.isfinite(v)]
         epoch = pick(finite, key=values.__getitem__) + 1 if finite else 0
         return replace(self, monitor=monitor).at_epoch(epoch)
+
+
+def overrides(callback: Callback, event: str) -> bool:
+    """Whether `callback` does something at `event` (the base class's hooks do nothing)."""
+    return getattr(type(callback), event) is not getattr(Callback, event)
 
 
 def fit(trainer: Trainer) -> tuple[nn.Module, Metrics]:

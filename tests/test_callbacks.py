@@ -131,6 +131,55 @@ def test_a_callback_can_stop_a_fit_and_sees_each_epoch(tiny_data):
     assert metrics.stopped_early and metrics.epochs == 2
 
 
+def test_a_fit_whose_start_fails_ends_the_callbacks_it_started_and_no_other(tiny_data):
+    """on_fit_start and on_fit_end go through the trainer's one dispatcher, in order; a start
+    that raises leaves the callbacks after it unstarted, so their fit does not end either."""
+    calls = []
+
+    class Log(d2lai.Callback):
+        def __init__(self, name, order, fail=False):
+            self.name, self.order, self.fail = name, order, fail
+
+        def on_fit_start(self, trainer):
+            calls.append(("start", self.name))
+            if self.fail:
+                raise RuntimeError("cannot start")
+
+        def on_fit_end(self, trainer, metrics):
+            calls.append(("end", self.name))
+
+    with pytest.raises(RuntimeError, match="cannot start"):
+        _fit(TinyClassifier(), tiny_data, [Log("c", 70), Log("a", 50), Log("b", 60, fail=True)])
+    assert calls == [("start", "a"), ("start", "b"), ("end", "a")]
+    calls.clear()
+    _fit(TinyClassifier(), tiny_data, [Log("c", 70), Log("a", 50)], max_epochs=1)
+    assert calls == [("start", "a"), ("start", "c"), ("end", "a"), ("end", "c")]
+
+
+def test_the_trainers_own_callbacks_follow_its_arguments(tiny_data, tmp_path):
+    from d2lai.callbacks import (
+        BatchChecks,
+        Checkpoint,
+        DivergenceWatch,
+        DrawBoard,
+        EpochLog,
+        ProgressBar,
+        SeededShuffle,
+        ValidationBatches,
+    )
+    from d2lai.precision import Precision
+
+    def kinds(**kwargs):
+        trainer = d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1), **kwargs)
+        return [type(c) for c in trainer.callbacks]
+
+    assert set(kinds(verbose=False, board=False)) == {BatchChecks, Precision, DivergenceWatch,
+                                                      EpochLog, SeededShuffle, ValidationBatches}
+    everything = kinds(checkpoint=tmp_path / "run.pt", board_path=tmp_path / "board.png")
+    assert {ProgressBar, Checkpoint, DrawBoard} <= set(everything)
+    assert len(everything) == 9
+
+
 def test_train_accuracy_comes_from_the_training_passes(tiny_data):
     """With lr=0 the weights stay put; the accuracy of each training batch can be redone."""
     d2lai.seed(2)

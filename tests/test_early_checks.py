@@ -55,7 +55,7 @@ def test_an_unknown_monitor_is_refused_before_the_first_step(tiny_data):
     trainer = d2lai.Trainer(Counted(), tiny_data, d2lai.Descent(0.1), verbose=False,
                             callbacks=[d2lai.EarlyStopping("val_accuracy")])
     with pytest.raises(ValueError, match="monitor='val_accuracy' is not among this fit's "
-                                         "figures; choose one of 'train_loss', 'train_acc', "
+                                         "metrics; choose one of 'train_loss', 'train_acc', "
                                          "'val_loss', 'val_acc'"):
         trainer.fit()
     assert Counted.steps == 0
@@ -65,7 +65,7 @@ def test_an_accuracy_monitor_on_a_regression_is_refused_before_the_first_step():
     model = Linear()
     trainer = d2lai.Trainer(model, _regression(), d2lai.Descent(0.03), verbose=False,
                             callbacks=[d2lai.EarlyStopping("val_acc")])
-    with pytest.raises(ValueError, match="monitor='val_acc' is not among this fit's figures; "
+    with pytest.raises(ValueError, match="monitor='val_acc' is not among this fit's metrics; "
                                          "choose one of 'train_loss', 'val_loss'"):
         trainer.fit()
     assert model.steps == 0
@@ -74,25 +74,25 @@ def test_an_accuracy_monitor_on_a_regression_is_refused_before_the_first_step():
 def test_a_family_names_its_figures_its_own_included():
     from d2lai.models.rnn import RNNLMScratch, RNNScratch
 
-    assert Linear().figure_names() == ["train_loss", "val_loss"]
-    assert TinyClassifier().figure_names() == ["train_loss", "train_acc", "val_loss", "val_acc"]
-    assert RNNLMScratch(RNNScratch(5, 8), vocab_size=5).figure_names() == [  # no train_acc:
+    assert Linear().metric_names() == ["train_loss", "val_loss"]
+    assert TinyClassifier().metric_names() == ["train_loss", "train_acc", "val_loss", "val_acc"]
+    assert RNNLMScratch(RNNScratch(5, 8), vocab_size=5).metric_names() == [  # no train_acc:
         "train_loss", "val_loss", "val_acc", "train_ppl", "val_ppl"]  # its batches not scored
 
     class Odd(Linear):  # its own figures cannot be known without real values: no check
-        def epoch_figures(self, logs):
+        def epoch_metrics(self, logs):
             return {"val_rmse": math.sqrt(logs["val_loss"] - 2)}
 
-    assert Odd().figure_names() is None
+    assert Odd().metric_names() is None
 
 
 def test_a_monitor_of_a_models_or_a_callbacks_own_figure_is_accepted():
     class WithRMSE(Linear):
-        def epoch_figures(self, logs):
+        def epoch_metrics(self, logs):
             return {"val_rmse": math.sqrt(logs["val_loss"])}
 
     class LearningRate(d2lai.Callback):
-        adds_figures = ("lr",)
+        adds_metrics = ("lr",)
 
         def on_train_epoch_end(self, trainer, logs):
             logs["lr"] = trainer.optimizer.param_groups[0]["lr"]
@@ -267,7 +267,7 @@ def test_a_gz_holding_a_wrong_file_is_named_with_what_it_unpacked_to(tmp_path):
 
 def test_a_non_finite_first_figure_stops_early_without_a_logging_error(tiny_data, capfd, caplog):
     class OddScore(TinyClassifier):
-        def epoch_figures(self, logs):
+        def epoch_metrics(self, logs):
             return {"val_score": math.nan}
 
     class NaNValidation(TinyClassifier):
@@ -326,7 +326,7 @@ def test_a_training_accuracy_monitor_on_a_language_model_is_refused_before_it_tr
     V = len(data.vocab)
     model = d2lai.RNNLMScratch(d2lai.RNNScratch(V, 8), V)
     stop = d2lai.EarlyStopping("train_acc")
-    with pytest.raises(ValueError, match="monitor='train_acc' is not among this fit's figures"):
+    with pytest.raises(ValueError, match="monitor='train_acc' is not among this fit's metrics"):
         d2lai.Trainer(model, data, d2lai.Descent(1.0), verbose=False, board=False,
                       callbacks=[stop]).fit()
     assert model.rnn.W_xh.grad is None  # refused before the first step

@@ -118,7 +118,7 @@ def test_where_losses_are_looked_at_every_few_batches_the_epoch_is_rolled_back(
     assert metrics.diverged and metrics.epochs == 1
     assert len(states) == 18  # batches 1 to 8 of epoch 2 ran before the look
     assert "diverged at epoch 2, batch 7" in caplog.text
-    assert "the model is as it was after epoch 1, whose figures the fit returns" in caplog.text
+    assert "the model is as it was after epoch 1, whose metrics the fit returns" in caplog.text
     for k, v in model.state_dict().items():
         assert torch.equal(v, states[10][k]), k
 

@@ -112,7 +112,7 @@ def test_3_3_synthetic_data_with_its_own_loaders():
     model = d2lai.LinearRegressionConcise(nn.Linear(2, 1)).double()
     _, metrics = d2lai.fit(Trainer(model, data, Descent(0.03), max_epochs=3, **quiet()))
     assert model.net.weight.detach().flatten().tolist() == pytest.approx([2, -3.4], abs=0.1)
-    assert len(metrics.val_loss) == 2 and metrics.val_acc is None  # two validation batches
+    assert len(metrics.val_loss.batches) == 2 and metrics.val_acc is None  # two validation batches
 
 
 # --- 3.7 weight decay -------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_3_7_weight_decay_scratch_and_concise():
     # without decay the 20 samples are learnt by heart, with it the weights stay small
     assert plain.train_loss < decayed.train_loss
     assert float(model.net.weight.detach().norm()) < 0.5
-    assert len(plain.val_loss) == 20 and plain.val_acc is None  # 100 / 5 batches, as the text
+    assert len(plain.val_loss.batches) == 20 and plain.val_acc is None  # 100 / 5 batches
     # the concise version: the decay in the optimiser rule
     model = WeightDecayScratch(nn.Linear(200, 1), 0.0)
     opt = d2lai.OptimiserChain(d2lai.WeightDecay(3.0), Descent(0.01))
@@ -235,7 +235,7 @@ def test_4_4_softmax_regression_from_scratch_with_its_own_fit_epoch(fashion_root
         del SoftmaxRegressionScratch.fit_epoch
     assert not torch.equal(w, model.w.detach())
     assert metrics.history["train_loss"][-1] < metrics.history["train_loss"][0]
-    assert len(metrics.val_acc) == 1 and 0 <= metrics.val_acc[-1] <= 1
+    assert len(metrics.val_acc.batches) == 1 and 0 <= metrics.val_acc[-1] <= 1
 
 
 # --- 4.5 softmax regression, concise: the text's loss on one-hot targets ----------------------
@@ -262,7 +262,7 @@ def test_4_5_softmax_regression_concise_and_fits_val_acc(fashion_root):
     model, metrics = d2lai.fit(trainer)
     assert metrics.history["train_loss"][-1] < metrics.history["train_loss"][0]
     # the text's (val_loss = [...], val_acc = [...]): one value a validation batch (64 + 16)
-    assert len(metrics.val_acc) == len(metrics.val_loss) == 2
+    assert len(metrics.val_acc.batches) == len(list(metrics.val_loss)) == 2
     X, y = next(iter(d2lai.val_dataloader(data)))
     with torch.no_grad():
         first = (model(X).argmax(1) == y).double().mean().item()
@@ -484,7 +484,7 @@ def test_6_6_lenet_layer_shapes_and_training(fashion_root):
                       board_yscale="identity", **quiet())
     model, t = d2lai.fit(trainer)
     assert t.history["train_loss"][-1] < t.history["train_loss"][0]
-    assert len(t.val_acc) == 1 and t.val_acc[-1] == pytest.approx(float(t.val_acc))
+    assert len(t.val_acc.batches) == 1 and t.val_acc[-1] == pytest.approx(float(t.val_acc))
 
 
 class LeNetCustom(AbstractClassifier):
@@ -523,7 +523,7 @@ def test_6_6_exercise_search_indexes_each_fits_last_val_acc(fashion_root):
     # findall(isone, getindex.(getindex.(results, 2), :val_acc) .|> last)
     ones = [i for i, r in enumerate(results) if r[1].val_acc[-1] == 1]
     last = [r[1].val_acc[-1] for r in results]
-    assert all(len(r[1].val_acc) == 2 for r in results)  # 16 + 8 validation images
+    assert all(len(r[1].val_acc.batches) == 2 for r in results)  # 16 + 8 validation images
     assert ones == [i for i, v in enumerate(last) if v == 1.0]
     assert all(v in {k / 8 for k in range(9)} for v in last)  # the last batch: 8 images
 

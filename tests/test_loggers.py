@@ -167,9 +167,9 @@ def test_board_has_labelled_loss_and_accuracy_panels_with_enough_ticks(tiny_data
 def test_a_log_loss_axis_over_a_narrow_range_still_has_several_ticks():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from d2lai.board import figure_panel
+    from d2lai.board import metric_panel
 
-    board = d2lai.ProgressBoard("epoch", yscale="log10", panel_of=figure_panel)
+    board = d2lai.ProgressBoard("epoch", yscale="log10", panel_of=metric_panel)
     board.draw([1, 2, 3], [0.45, 0.41, 0.39], "train_loss")
     board.draw([1, 2, 3], [0.85, 0.87, 0.88], "val_acc")
     board.draw([1, 2, 3], [0.1, 0.05, 0.01], "lr")
@@ -178,6 +178,6 @@ def test_a_log_loss_axis_over_a_narrow_range_still_has_several_ticks():
     assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy", "learning rate"]
     assert len(_ticks(fig.axes[0])) >= 4
     assert len(_ticks(fig.axes[2])) >= 3  # two decades: 1, 2 and 5 of each
-    assert [figure_panel(n) for n in ("val_ppl", "train_acc", "lr", "val_bleu")] == [
+    assert [metric_panel(n) for n in ("val_ppl", "train_acc", "lr", "val_bleu")] == [
         "perplexity", "accuracy", "learning rate", "bleu"]
     assert math.isclose(fig.get_figheight(), 1.2 + 2.6 * 3)

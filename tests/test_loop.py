@@ -110,7 +110,7 @@ class Tagger(d2lai.AbstractClassifier):
     def target_mask(self, y):
         return y != 0
 
-    def epoch_figures(self, logs):
+    def epoch_metrics(self, logs):
         return {"train_ppl": math.exp(logs["train_loss"])}
 
 
@@ -156,7 +156,7 @@ def test_a_regression_family_of_its_own_shape_needs_no_loop_edit():
         def loss(self, y_hat, y):
             return F.mse_loss(y_hat, y)
 
-        def epoch_figures(self, logs):
+        def epoch_metrics(self, logs):
             return {"val_rmse": math.sqrt(logs["val_loss"])}
 
     d2lai.seed(0)

@@ -91,7 +91,7 @@ def test_top5_and_a_torchmetrics_f1_are_everywhere_a_figure_is(tiny_data, tmp_pa
 def test_a_monitor_of_a_metric_not_measured_lists_the_ones_that_are(tiny_data):
     trainer = d2lai.Trainer(TinyClassifier(), tiny_data, d2lai.Descent(0.1), verbose=False,
                             metrics=[TopKAccuracy(3)], callbacks=[d2lai.EarlyStopping("val_f1")])
-    with pytest.raises(ValueError, match="monitor='val_f1' is not among this fit's figures; "
+    with pytest.raises(ValueError, match="monitor='val_f1' is not among this fit's metrics; "
                                          "choose one of .*'val_top3_acc'"):
         trainer.fit()
     assert trainer.steps == 0
@@ -242,3 +242,19 @@ def test_the_metric_cost_benchmark_times_each_set_beside_a_step(tmp_path, capsys
     assert all(r["us_per_batch"] > 0 and r["share_of_step"] == pytest.approx(
         r["us_per_batch"] / report["step_us"]) for r in rows.values())
     assert (tmp_path / "cost.json").is_file() and "us/batch" in capsys.readouterr().out
+
+
+def test_the_readmes_add_a_metric_section_is_under_15_lines_of_code():
+    """The README shows adding metrics in under 15 lines of code, and the code it shows is
+    the code the tests above run (a top-5 accuracy, a torchmetrics F1, a plain function)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Add a metric\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
+    assert section, "README.md has no '## Add a metric' section"
+    code = re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    lines = [ln for block in code for ln in block.splitlines() if ln.strip()]
+    assert 0 < len(lines) < 15, lines
+    assert "TopKAccuracy(5)" in section.group(1) and "MulticlassF1Score" in section.group(1)
+    compile("\n".join(code), "README.md", "exec")  # the code shown is valid Python

@@ -10,7 +10,7 @@ import torch
 from conftest import Scripted, TinyClassifier
 
 import d2lai
-from d2lai.callbacks.epoch_log import format_figures
+from d2lai.callbacks.epoch_log import format_metrics
 from d2lai.runs import RunTable
 from d2lai.trainer import Metrics
 
@@ -63,7 +63,7 @@ def test_the_best_line_follows_early_stoppings_monitor_and_says_when_it_is_the_l
 def test_a_familys_own_figures_and_a_rate_are_in_the_line_small_values_readable():
     logs = {"train_loss": 1.5, "val_loss": 2.0, "train_ppl": math.exp(1.5),
             "val_ppl": math.exp(2.0), "lr": 3e-5, "train_s": 1.0, "val_s": 0.5, "val_bleu": 0.25}
-    assert format_figures(logs) == ("Train Loss: 1.5000, Train Ppl: 4.4817, Val Loss: 2.0000, "
+    assert format_metrics(logs) == ("Train Loss: 1.5000, Train Ppl: 4.4817, Val Loss: 2.0000, "
                                     "Val Ppl: 7.3891, LR: 3e-05, Val Bleu: 0.2500")
 
 
@@ -79,7 +79,7 @@ def test_a_language_models_line_keeps_its_perplexity(caplog):
         def loss(self, y_hat, y):
             return ((y_hat - y) ** 2).mean() / 2
 
-        def epoch_figures(self, logs):
+        def epoch_metrics(self, logs):
             return {"train_ppl": math.exp(logs["train_loss"]), "val_ppl": math.exp(
                 logs["val_loss"])}
 

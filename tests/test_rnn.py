@@ -261,11 +261,11 @@ def test_target_mask_leaves_positions_out_of_loss_and_accuracy():
 
 def test_perplexity_figures_are_exp_of_the_mean_losses():
     model = scratch_lm()
-    figures = model.epoch_figures({"train_loss": 1.5, "val_loss": 2.0, "val_acc": 0.3})
+    figures = model.epoch_metrics({"train_loss": 1.5, "val_loss": 2.0, "val_acc": 0.3})
     assert figures == pytest.approx({"train_ppl": math.exp(1.5), "val_ppl": math.exp(2.0)})
-    assert model.epoch_figures({"train_loss": 0.5, "val_loss": None}) == pytest.approx(
+    assert model.epoch_metrics({"train_loss": 0.5, "val_loss": None}) == pytest.approx(
         {"train_ppl": math.exp(0.5)})
-    assert model.epoch_figures({"train_loss": 1e4})["train_ppl"] == math.inf
+    assert model.epoch_metrics({"train_loss": 1e4})["train_ppl"] == math.inf
 
 
 # --- prediction ----------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from .early_stopping import EarlyStopping
 from .epoch_log import EpochLog
 from .lr_scheduler import LRScheduler
 from .progress import ProgressBar
-from .reduce_figures import ReduceFigures
+from .reduce_metrics import ReduceMetrics
+from .reduce_metrics import ReduceMetrics as ReduceFigures  # its earlier name  # noqa: F401
 from .tensorboard import TensorBoardLogger
 from .validation_batches import BatchValues, ValidationBatches
 
 __all__ = ["Callback", "MonitorCallback", "monitor_mode", "BatchChecks", "Checkpoint",
            "CSVLogger", "DataParallel", "Diverged", "DivergenceWatch", "DrawBoard",
-           "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceFigures",
+           "EarlyStopping", "EpochLog", "LRScheduler", "ProgressBar", "ReduceMetrics",
            "SeededShuffle", "TensorBoardLogger", "BatchValues", "ValidationBatches"]

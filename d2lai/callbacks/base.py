@@ -9,12 +9,12 @@ The loop's events, in the order a fit meets them:
           on_loss(batch, loss)          after the model's training step (forward and loss)
           on_train_batch_end(batch, loss)   after backward, clipping and the optimiser's step
         on_train_epoch_end(logs)      the training pass is over, its metrics measured: callbacks
-                                      add their figures
+                                      add their metrics
         on_validation_start(loader)
           on_validation_batch_start(batch)
           on_validation_batch_end(batch, out)   after the model's validation step
         on_validation_end(logs)
-      on_epoch_end(epoch, logs)       the epoch's figures, validation included
+      on_epoch_end(epoch, logs)       the epoch's metrics, validation included
     on_fit_end(metrics)               also when the fit diverged, was interrupted or failed
     on_exception(error)               a callback may raise a clearer error instead
 
@@ -40,10 +40,10 @@ from __future__ import annotations
 import copy
 import inspect
 
-from ..metrics import KNOWN, MetricList
+from ..metrics import KNOWN, MetricList, loss_of
 from ..metrics import of as metrics_of
 
-__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_figures",
+__all__ = ["Callback", "MonitorCallback", "monitor_mode", "default_monitor", "fit_metrics",
            "by_class"]
 
 
@@ -52,7 +52,7 @@ class Callback:
 
     `order` places it among the trainer's callbacks; `main_process_only` callbacks (those that
     print, draw or write files) run on rank 0 alone when training is spread over processes.
-    A callback that adds figures to the epoch's logs names them in `adds_figures`, so that a
+    A callback that adds metrics to the epoch's logs names them in `adds_metrics`, so that a
     monitor of one of them is known to exist when the fit starts. Its `run_settings()` are
     part of what defines a run (a sweep's rerun retrains a run whose callbacks changed), and a
     sweep gives each run its own copy, `for_run(name)`. One that keeps a state across epochs
@@ -67,7 +67,7 @@ class Callback:
 
     order = 50
     main_process_only = False
-    adds_figures: tuple[str, ...] = ()
+    adds_metrics: tuple[str, ...] = ()
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",
               "on_validation_batch_start", "on_validation_batch_end", "on_validation_end",
@@ -103,7 +103,7 @@ class Callback:
         """After the optimiser's step on `batch`."""
 
     def on_train_epoch_end(self, trainer, logs: dict) -> None:
-        """After the training pass: add figures to `logs` (`train_loss`, ...)."""
+        """After the training pass: add metrics to `logs` (`train_loss`, ...)."""
 
     def on_validation_start(self, trainer, loader) -> None:
         """Before the first validation batch."""
@@ -116,10 +116,10 @@ class Callback:
         accuracy)`); its outputs are `trainer.outputs`."""
 
     def on_validation_end(self, trainer, logs: dict) -> None:
-        """After the validation pass, with its figures (`val_loss`, `val_acc`)."""
+        """After the validation pass, with its metrics (`val_loss`, `val_acc`)."""
 
     def on_epoch_end(self, trainer, epoch: int, logs: dict[str, float]) -> None:
-        """After an epoch's validation, with its figures (`train_loss`, `val_acc`, ...)."""
+        """After an epoch's validation, with its metrics (`train_loss`, `val_acc`, ...)."""
 
     def on_fit_end(self, trainer, metrics) -> None:
         """After the last epoch, also when the fit diverged, was interrupted or failed."""
@@ -129,8 +129,8 @@ class Callback:
 
 
 def default_monitor(names, metric_list: MetricList = KNOWN) -> str:
-    """The figure a fit is judged by when none is named: the validation accuracy if it is
-    among `names` (figure names, or a dict of figures), else the validation loss, else the
+    """The metric a fit is judged by when none is named: the validation accuracy if it is
+    among `names` (metric names, or a dict of metrics), else the validation loss, else the
     training loss (as `metric_list`, the fit's metrics, ranks them).
 
     >>> default_monitor({"train_loss": 0.5, "val_loss": 0.4})
@@ -140,7 +140,7 @@ def default_monitor(names, metric_list: MetricList = KNOWN) -> str:
 
 
 def monitor_mode(monitor: str, mode: str = "auto", metric_list: MetricList = KNOWN) -> str:
-    """'min' or 'max' for figure `monitor`: `mode` itself, or for 'auto' what its metric in
+    """'min' or 'max' for metric `monitor`: `mode` itself, or for 'auto' what its metric in
     `metric_list` (the fit's metrics) says: accuracies are maximised, losses minimised.
 
     >>> monitor_mode("val_acc")
@@ -150,7 +150,7 @@ def monitor_mode(monitor: str, mode: str = "auto", metric_list: MetricList = KNO
 
 
 class MonitorCallback(Callback):
-    """A callback that watches one figure (`monitor`) for its best value (`mode`), better only
+    """A callback that watches one metric (`monitor`) for its best value (`mode`), better only
     by more than `min_delta`: the base of EarlyStopping; the trainer's board and its final line
     use the first one it is given.
 
@@ -160,17 +160,18 @@ class MonitorCallback(Callback):
     ...             self.best = self.value(logs)
     """
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "auto", min_delta: float = 0):
+    def __init__(self, monitor: str | None = None, mode: str = "auto", min_delta: float = 0):
+        monitor = loss_of("val") if monitor is None else monitor  # None: the validation loss
         if not isinstance(monitor, str) or not monitor:
-            raise ValueError(f"{type(self).__name__}: monitor must be a figure name such as "
+            raise ValueError(f"{type(self).__name__}: monitor must be a metric name such as "
                              f"'val_loss', got {monitor!r}")
         self.monitor, self.mode, self.min_delta = monitor, monitor_mode(monitor, mode), min_delta
         self.asked_mode = mode
 
     def on_fit_start(self, trainer) -> None:
-        """Refuse a monitor that is none of the fit's figures, before anything trains; take
+        """Refuse a monitor that is none of the fit's metrics, before anything trains; take
         the direction of an 'auto' mode from its metric."""
-        known = fit_figures(trainer)
+        known = fit_metrics(trainer)
         if known is not None and self.monitor not in known:
             self.value(dict.fromkeys(known))
         self.mode = metrics_of(trainer).mode(self.monitor, self.asked_mode)
@@ -184,31 +185,34 @@ class MonitorCallback(Callback):
         return value - self.min_delta > reference
 
     def value(self, logs: dict) -> float | None:
-        """The monitored figure of an epoch; an unknown name lists the ones there are."""
+        """The monitored metric of an epoch; an unknown name lists the ones there are."""
         if self.monitor not in logs:
             raise ValueError(f"{type(self).__name__}: monitor={self.monitor!r} is not among this "
-                             f"fit's figures; choose one of {', '.join(map(repr, logs))}")
+                             f"fit's metrics; choose one of {', '.join(map(repr, logs))}")
         return logs[self.monitor]
 
 
-def fit_figures(trainer) -> list[str] | None:
-    """The figures the fit of `trainer` will log each epoch, before it starts: its metrics'
-    (`trainer.metric_list`), the model's own `epoch_figures` and the callbacks'
-    (`adds_figures`); None if the model's own cannot be known before it trains.
+def fit_metrics(trainer) -> list[str] | None:
+    """The metrics the fit of `trainer` will log each epoch, before it starts: its metrics'
+    (`trainer.metric_list`), the model's own `epoch_metrics` and the callbacks'
+    (`adds_metrics`); None if the model's own cannot be known before it trains.
 
-    >>> fit_figures(Trainer(BLeNetConcise(), data, Descent(0.1)))
+    >>> fit_metrics(Trainer(BLeNetConcise(), data, Descent(0.1)))
     ['train_loss', 'train_acc', 'val_loss', 'val_acc']
     """
     if not hasattr(trainer, "metric_list"):
         return None
     names = trainer.metric_list.keys()
-    own = getattr(trainer.model, "epoch_figures", None)
+    own = getattr(trainer.model, "epoch_metrics", None)
     try:  # from stand-in values
         names += list(own(dict.fromkeys(names, 1.0))) if own is not None else []
-    except Exception:  # figures that need real values: known after the first epoch only
+    except Exception:  # metrics that need real values: known after the first epoch only
         return None
     return list(dict.fromkeys([*names, *(f for c in trainer.callbacks
-                                          for f in getattr(c, "adds_figures", ()))]))
+                                          for f in getattr(c, "adds_metrics", ()))]))
+
+
+fit_figures = fit_metrics  # its earlier name
 
 
 def by_class(callbacks):

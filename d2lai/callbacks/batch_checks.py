@@ -7,6 +7,7 @@ import logging
 import torch
 from torch import nn
 
+from ..checks import is_real
 from .base import Callback
 
 logger = logging.getLogger("d2lai")
@@ -136,7 +137,7 @@ def check_loss(model, loss) -> None:
     name = f"{type(model).__name__}.training_step"
     if loss is None:
         why = "returned None (is its `return` missing?)"
-    elif isinstance(loss, (int, float)) and not isinstance(loss, bool):
+    elif is_real(loss):
         why = (f"returned a {type(loss).__name__} ({loss:.4g}): return the loss tensor itself, "
                f"not loss.item() or float(loss), which the trainer cannot differentiate")
     elif not isinstance(loss, torch.Tensor):

@@ -14,10 +14,10 @@ __all__ = ["DrawBoard"]
 
 
 class DrawBoard(Callback):
-    """Draw each epoch's figures on the trainer's board; save it at the end if a path is given.
+    """Draw each epoch's metrics on the trainer's board; save it at the end if a path is given.
 
     The board stars the best epoch of the trainer's `monitor` (its first EarlyStopping's
-    figure, else the validation accuracy, else the validation loss).
+    metric, else the validation accuracy, else the validation loss).
 
     Args:
         board: the `ProgressBoard` to draw on.

@@ -1,4 +1,4 @@
-"""CSVLogger: the figures of every epoch of a fit, a CSV row each, as Keras's CSVLogger."""
+"""CSVLogger: the metrics of every epoch of a fit, a CSV row each, as Keras's CSVLogger."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["CSVLogger"]
 
 
 class CSVLogger(Callback):
-    """Writes a row an epoch to `path`: `epoch`, the figures (`train_loss`, `train_acc`,
+    """Writes a row an epoch to `path`: `epoch`, the metrics (`train_loss`, `train_acc`,
     `val_loss`, `val_acc`, a model family's own, `lr` with a scheduler) and the seconds of
     the training and validation passes (`train_s`, `val_s`).
 

@@ -1,5 +1,5 @@
 """DivergenceWatch: stop at the first non-finite loss, the model as it was after the last
-whole epoch (whose figures the fit returns)."""
+whole epoch (whose metrics the fit returns)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class DivergenceWatch(Callback):
     step; every 25 where a sync costs); at the first non-finite one, put the whole module state
     (parameters and buffers) back as it was at the start of the epoch, and stop the fit (or
     raise `FloatingPointError` with `on_diverge="raise"`). The model returned is then the one
-    the returned figures describe. Weights that turn non-finite at the epoch's last step are
+    the returned metrics describe. Weights that turn non-finite at the epoch's last step are
     caught before validation, and weights whose validation loss is not finite after it.
 
     Args:
@@ -114,7 +114,7 @@ class DivergenceWatch(Callback):
 
     def stop(self, trainer, what: str, advice: str) -> None:
         trainer.model.load_state_dict(self.good)
-        where = (f"after epoch {trainer.epoch}, whose figures the fit returns" if trainer.epoch
+        where = (f"after epoch {trainer.epoch}, whose metrics the fit returns" if trainer.epoch
                  else "before training")
         message = f"{what}; the model is as it was {where}: {advice}"
         logger.warning("%s", message)

@@ -1,4 +1,4 @@
-"""EarlyStopping: stop when a figure has stopped improving, as Keras does."""
+"""EarlyStopping: stop when a metric has stopped improving, as Keras does."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class EarlyStopping(MonitorCallback):
     once. Everything is reset at each fit, so one object can serve several runs.
 
     Args:
-        monitor: the figure watched (`val_loss`, `val_acc`, `train_loss`, ...).
+        monitor: the metric watched (`val_loss`, `val_acc`, `train_loss`, ...); None: the
+            validation loss.
         min_delta: the least change that counts as an improvement.
         patience: epochs without improvement before stopping.
         mode: "min", "max" or "auto" (accuracies maximised, the rest minimised).
@@ -41,7 +42,7 @@ class EarlyStopping(MonitorCallback):
     ...                                    callbacks=[stop]))   # metrics.stopped_early
     """
 
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0, patience: int = 0,
+    def __init__(self, monitor: str | None = None, min_delta: float = 0, patience: int = 0,
                  mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False, start_from_epoch: int = 0):
         args = ARGS(dict(patience=patience, start_from_epoch=start_from_epoch,
@@ -54,7 +55,7 @@ class EarlyStopping(MonitorCallback):
         self.reset()
 
     def on_fit_start(self, trainer) -> None:
-        super().on_fit_start(trainer)  # the monitor is one of the fit's figures
+        super().on_fit_start(trainer)  # the monitor is one of the fit's metrics
         self.reset()
 
     def reset(self) -> None:
@@ -103,6 +104,6 @@ class EarlyStopping(MonitorCallback):
                         self.stopped_epoch, self.monitor, self.best, self.best_epoch)
         if self.restore_best_weights and self.best_state is not None:
             trainer.model.load_state_dict(self.best_state)
-            metrics.at_epoch(self.best_epoch)  # the figures of the weights returned
+            metrics.at_epoch(self.best_epoch)  # the metrics of the weights returned
             logger.info("restored the weights of epoch %d (best %s)", self.best_epoch,
                         self.monitor)

@@ -1,13 +1,13 @@
-"""EpochLog: one line an epoch through the `d2lai` logger, the Julia text's figures and more.
+"""EpochLog: one line an epoch through the `d2lai` logger, the Julia text's metrics and more.
 
     [ Info: Epoch 3/10 · 6.1 s · Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: 0.3990,
       Val Acc: 0.8604   (one line)
 
-The figures keep the Julia text's titles (`Train Loss`, `Val Loss`, `Val Acc`), so a reader can
+The metrics keep the Julia text's titles (`Train Loss`, `Val Loss`, `Val Acc`), so a reader can
 hold the line against the book's; the epoch, its seconds and the training accuracy come first
-and between. A model family's own figures (perplexity: `Train Ppl`, `Val Ppl`) and a learning
+and between. A model family's own metrics (perplexity: `Train Ppl`, `Val Ppl`) and a learning
 rate follow. At the end of a fit of two epochs or more, one more line names the best epoch of
-the monitored figure with its figures, beside the last one printed above it.
+the monitored metric with its metrics, beside the last one printed above it.
 
 Where the lines go: the `d2lai` logger, to standard error by default (as Python's logging and
 Julia's `@info`), or where `show_logs(stream)` sends them; a program that set up logging itself
@@ -28,22 +28,25 @@ from .base import Callback
 
 logger = logging.getLogger("d2lai")
 
-__all__ = ["EpochLog", "JuliaFormatter", "show_logs", "format_figures"]
+__all__ = ["EpochLog", "JuliaFormatter", "show_logs", "format_metrics"]
 
-def format_figures(logs: dict[str, float], metric_list: MetricList = KNOWN) -> str:
-    """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the figures of `logs` (name ->
+def format_metrics(logs: dict[str, float], metric_list: MetricList = KNOWN) -> str:
+    """`Train Loss: 0.4012, Train Acc: 0.8571, Val Loss: ...`: the metrics of `logs` (name ->
     value), titled and ordered as `metric_list` (the fit's metrics) says, then any others
     (titled from their names), timings left out.
 
-    >>> format_figures({"val_acc": 0.86, "train_loss": 0.4})
+    >>> format_metrics({"val_acc": 0.86, "train_loss": 0.4})
     'Train Loss: 0.4000, Val Acc: 0.8600'
     """
     return metric_list.format(logs)
 
 
+format_figures = format_metrics  # its earlier name
+
+
 class EpochLog(Callback):
     """Logs `Epoch 3/10 · 6.1 s · Train Loss: ..., Val Acc: ...` every `print_every` epochs
-    and, at the end of a fit of two epochs or more, the best epoch of the monitored figure:
+    and, at the end of a fit of two epochs or more, the best epoch of the monitored metric:
     at INFO when the trainer is verbose, at DEBUG when not.
 
     >>> Trainer(model, data, Descent(0.1), print_every=5)   # every Trainer has one
@@ -56,11 +59,11 @@ class EpochLog(Callback):
         if epoch % trainer.print_every == 0:
             end = f"/{trainer.stop_epoch}" if trainer.stop_epoch < math.inf else ""
             seconds = logs.get("train_s", 0.0) + logs.get("val_s", 0.0)
-            figures = metrics_of(trainer).format(logs)
+            text = metrics_of(trainer).format(logs)
             notes = "".join(f" · {note}" for note in trainer.notes)  # bf16 autocast, ...
             trainer.notes.clear()
-            line = f"Epoch {epoch}{end} · {seconds:.1f} s{notes}" + (f" · {figures}"
-                                                                     if figures else "")
+            line = f"Epoch {epoch}{end} · {seconds:.1f} s{notes}" + (f" · {text}"
+                                                                     if text else "")
             logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s", line)
 
     def on_fit_end(self, trainer, metrics) -> None:
@@ -68,13 +71,13 @@ class EpochLog(Callback):
         best = metrics.best(trainer.monitor) if epochs >= 2 else None
         if best is None or not best.epoch:
             return
-        figures = {k: v[best.epoch - 1] for k, v in metrics.history.items()
+        at_best = {k: v[best.epoch - 1] for k, v in metrics.history.items()
                    if len(v) >= best.epoch}
         title = metrics_of(trainer).label(best.monitor)
         last = " (the last)" if best.epoch == epochs else ""
         logger.log(logging.INFO if trainer.verbose else logging.DEBUG, "%s",
                    f"Best {title} at epoch {best.epoch}/{epochs}{last} · "
-                   f"{metrics_of(trainer).format(figures)}")
+                   f"{metrics_of(trainer).format(at_best)}")
 
 
 class JuliaFormatter(logging.Formatter):

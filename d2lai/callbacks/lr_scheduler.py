@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 
 from ..checks import one_of
-from .base import Callback, fit_figures
+from ..metrics import loss_of
+from .base import Callback, fit_metrics
 
 __all__ = ["LRScheduler"]
 
@@ -16,7 +17,7 @@ Scheduler = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.Redu
 
 class LRScheduler(Callback):
     """Steps a torch learning-rate scheduler after each epoch (`interval="epoch"`) or after
-    each optimiser step (`interval="step"`), and adds the epoch's rate to its figures as `lr`
+    each optimiser step (`interval="step"`), and adds the epoch's rate to its metrics as `lr`
     (so it is in the epoch line, the history, the board and the loggers).
 
     Args:
@@ -24,11 +25,11 @@ class LRScheduler(Callback):
             its optimiser when `fit` starts, from the rule you gave it), or a scheduler already
             built on the optimiser passed to the Trainer as `opt`.
         interval: "epoch" or "step".
-        monitor: the figure `ReduceLROnPlateau` watches (default `val_loss`).
+        monitor: the metric `ReduceLROnPlateau` watches (default `val_loss`).
 
     The scheduler is built at the first fit of each trainer and goes on over its later fits;
     its state is part of the trainer's checkpoint, so a resumed run goes on with the rate it
-    stopped at. At fit start `monitor` must be one of the fit's figures, and a schedule of a
+    stopped at. At fit start `monitor` must be one of the fit's metrics, and a schedule of a
     fixed length (`total_steps`, OneCycleLR's) must last as long as the fit.
 
     >>> from torch.optim.lr_scheduler import StepLR, OneCycleLR
@@ -37,10 +38,10 @@ class LRScheduler(Callback):
     """
 
     order = 45
-    adds_figures = ("lr",)
+    adds_metrics = ("lr",)
 
     def __init__(self, scheduler: Callable | torch.optim.lr_scheduler.LRScheduler,
-                 interval: str = "epoch", monitor: str = "val_loss"):
+                 interval: str = "epoch", monitor: str | None = None):
         if not isinstance(scheduler, Scheduler) and not callable(scheduler):
             raise TypeError(f"LRScheduler takes a torch scheduler, or a function of the "
                             f"optimiser that returns one, e.g. lambda opt: StepLR(opt, 5); "
@@ -48,7 +49,7 @@ class LRScheduler(Callback):
         self.make = None if isinstance(scheduler, Scheduler) else scheduler
         self.scheduler = scheduler if self.make is None else None
         self.interval = one_of("interval", interval, ("epoch", "step"))
-        self.monitor = monitor
+        self.monitor = loss_of("val") if monitor is None else monitor  # None: val loss
 
     def on_fit_start(self, trainer) -> None:
         if self.scheduler is None or (self.make is not None
@@ -63,16 +64,16 @@ class LRScheduler(Callback):
                              "StepLR(opt, 5)), so that it is built on the trainer's")
         self.plateau = isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         if self.plateau and self.interval == "step":
-            raise ValueError("LRScheduler: ReduceLROnPlateau watches an epoch's figure; use "
+            raise ValueError("LRScheduler: ReduceLROnPlateau watches an epoch's metric; use "
                              "interval='epoch'")
-        known = fit_figures(trainer)
+        known = fit_metrics(trainer)
         if self.plateau and known is not None and self.monitor not in known:
             self._unknown(known)
         self._check_length(trainer)
 
-    def _unknown(self, figures) -> None:
+    def _unknown(self, metrics) -> None:
         raise ValueError(f"LRScheduler: monitor={self.monitor!r} is not among this fit's "
-                         f"figures; choose one of {', '.join(map(repr, figures))}")
+                         f"metrics; choose one of {', '.join(map(repr, metrics))}")
 
     def _check_length(self, trainer) -> None:
         """Refuse a schedule of `total_steps` steps (or epochs) shorter than the fit."""

@@ -1,4 +1,4 @@
-"""TensorBoardLogger: a fit's figures as TensorBoard scalars, for a single Trainer."""
+"""TensorBoardLogger: a fit's metrics as TensorBoard scalars, for a single Trainer."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def summary_writer():
 
 
 def tag(name: str, metric_list: MetricList = KNOWN) -> str:
-    """The TensorBoard tag of figure `name`, as its metric in `metric_list` (the fit's
+    """The TensorBoard tag of metric `name`, as its metric in `metric_list` (the fit's
     metrics) says: `train_loss` -> `loss/train`,
     `val_acc` -> `accuracy/val`, `val_top5_acc` -> `top5_acc/val`; the passes of one metric
     share a chart.
@@ -41,7 +41,7 @@ def tag(name: str, metric_list: MetricList = KNOWN) -> str:
 
 
 class TensorBoardLogger(Callback):
-    """Writes each epoch's figures as scalars (`loss/train`, `loss/val`, `accuracy/train`,
+    """Writes each epoch's metrics as scalars (`loss/train`, `loss/val`, `accuracy/train`,
     `accuracy/val`, `seconds/epoch`, `lr`, ...) under `logdir`, with the epoch as the step;
     with `every_n_steps`, also the training loss every that many batches (`loss/step`).
 
@@ -75,7 +75,7 @@ class TensorBoardLogger(Callback):
         """Open the event file at the first epoch, when a resumed checkpoint has restored the
         position: points written past it by a run that was killed are purged (TensorBoard
         hides them), so each epoch shows once. With `every_n_steps` the purge goes by steps, so
-        `loss/step` shows each step once and an epoch's figures written past the checkpoint
+        `loss/step` shows each step once and an epoch's metrics written past the checkpoint
         may show twice (one event file holds one purge point)."""
         if self.writer is None:
             at = trainer.steps if self.every_n_steps else trainer.epoch

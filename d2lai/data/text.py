@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import torch
 
-from ..checks import Check, count, positive_int
+from ..checks import Check, count, is_int, positive_int
 from .base import AbstractData, batchsize_of, default_root
 from .download import download, download_extract
 
@@ -68,8 +68,7 @@ class Vocab:
             indices = indices.tolist()
         if isinstance(indices, (list, tuple)):
             return [self.to_tokens(i) for i in indices]
-        if isinstance(indices, bool) or not isinstance(indices, int) \
-                or not 0 <= indices < len(self):
+        if not is_int(indices) or not 0 <= indices < len(self):
             raise IndexError(f"to_tokens takes indices from 0 to {len(self) - 1} (this "
                              f"vocabulary has {len(self)} tokens), got {indices!r}")
         return self.idx_to_token[indices]

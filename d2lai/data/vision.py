@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..checks import flag, positive_int
+from ..checks import flag, is_int, positive_int
 from .base import AbstractData, TensorLoader, batchsize_of, default_root
 
 __all__ = ["MNISTLikeData", "FashionMNISTData", "MNISTData", "IDX_FILES", "FASHION_MNIST_FILES"]
@@ -266,8 +266,7 @@ class MNISTLikeData(AbstractData):
         self.val_split = positive_int("val_split", val_split, allow_none=True)
         if resize is not None:
             if (not isinstance(resize, (tuple, list)) or len(resize) != 2
-                    or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0
-                               for s in resize)):
+                    or not all(is_int(s) and s > 0 for s in resize)):
                 raise ValueError(f"resize must be None or (height, width) of positive integers, "
                                  f"got {resize!r}")
             resize = tuple(resize)

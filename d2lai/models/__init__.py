@@ -1,4 +1,4 @@
-"""Model families: each owns its loss, its figures and its shape checks (`base`: any model;
+"""Model families: each owns its loss, its metrics and its shape checks (`base`: any model;
 `regression`: the concise linear regression; `classifier`: class scores; `rnn`: recurrent nets
 and language models; `seq2seq`: encoder-decoders), and the layers they are built of
 (`attention`, `transformer`)."""

@@ -80,19 +80,19 @@ class AbstractModel(nn.Module):
                              f"reshape the output, or the targets, to {tuple(y.shape)}).")
         return None
 
-    def epoch_figures(self, logs: dict[str, float]) -> dict[str, float]:
-        """Figures this family derives from an epoch's others (a language model's perplexity:
+    def epoch_metrics(self, logs: dict[str, float]) -> dict[str, float]:
+        """Metrics this family derives from an epoch's others (a language model's perplexity:
         its `METRICS`'); a family may add its own here."""
         return MetricList(self.METRICS).derive(logs)
 
-    def figure_names(self) -> list[str] | None:
-        """The names of the figures a fit of this model logs each epoch, known before it
-        starts: its `METRICS`', then its own `epoch_figures` (found from stand-in values); None
+    def metric_names(self) -> list[str] | None:
+        """The names of the metrics a fit of this model logs each epoch, known before it
+        starts: its `METRICS`', then its own `epoch_metrics` (found from stand-in values); None
         when these cannot be found so."""
         names = MetricList(self.METRICS).keys()
         try:
-            own = self.epoch_figures({name: 1.0 for name in names})
-        except Exception:  # figures that need real values: known after the first epoch only
+            own = self.epoch_metrics({name: 1.0 for name in names})
+        except Exception:  # metrics that need real values: known after the first epoch only
             return None
         return names + [k for k in own if k not in names]
 

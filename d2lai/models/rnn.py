@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import count, flag, number, one_of, positive_int
+from ..checks import count, flag, is_int, number, one_of, positive_int
 from ..metrics import Accuracy, Loss, Perplexity
 from .classifier import AbstractClassifier
 
@@ -277,7 +277,7 @@ class StackedRNNScratch(StackedRNN):
 class AbstractRNNClassifier(AbstractClassifier):
     """A language model: tokens in, batch first, as one-hot vectors (N, T, V) (the Julia
     text's batches) or indices (N, T) (the PyTorch edition's); logits (N, T, V) of the next
-    token out. Cross-entropy over every position, perplexity as its figure.
+    token out. Cross-entropy over every position, perplexity as its metric.
 
     The rnn takes its inputs in its own layout: batch first (Julia's cells, torch layers built
     with `batch_first=True`) or time first (`nn.RNN` by default, the PyTorch edition's cells);
@@ -486,7 +486,7 @@ def _rnn_sizes(rnn: nn.Module) -> tuple[int, int]:
         directions = 2 if inner.bidirectional else 1
         return inner.input_size, (inner.proj_size or inner.hidden_size) * directions
     sizes = _setting(rnn, "num_inputs"), _setting(rnn, "num_hiddens")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes):
+    if not all(is_int(s) for s in sizes):
         raise TypeError(f"cannot tell the sizes of {type(rnn).__name__}: expected nn.RNN, nn.GRU, "
                         f"nn.LSTM, or a module with integer num_inputs and num_hiddens (as "
                         f"fields, or in its args as the Julia text keeps them)")

@@ -9,7 +9,6 @@ in memory as tensors and served by d2lai's `TensorLoader`.
 
 from __future__ import annotations
 
-import numbers
 import os
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import data as _data
-from ..checks import positive_int
+from ..checks import is_int, positive_int
 from ..data import download as _download
 from ..data import download_extract as _download_extract
 from ..data import extract as _extract
@@ -69,7 +68,7 @@ class DataModule(HyperParameters, _data.AbstractData):
     def get_tensorloader(self, tensors, train, indices=slice(0, None)):
         """Batches of `self.batch_size` rows of `tensors[k][indices]`, shuffled when `train`."""
         batch_size = getattr(self, "batch_size", None)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        if not is_int(batch_size) or batch_size <= 0:
             raise ValueError(f"{type(self).__name__}.get_tensorloader needs self.batch_size, a "
                              f"positive integer (save it with save_hyperparameters), got "
                              f"{batch_size!r}")
@@ -105,7 +104,7 @@ class _Images:
 
     def __getitem__(self, i):
         X, y = getattr(self._data, self._split)
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        if not is_int(i):
             raise TypeError(f"index images with an integer, got {type(i).__name__}")
         i = range(len(y))[i]  # negative indices too; IndexError when out of range
         return self._data.transform(X[i:i + 1])[0], int(y[i])
@@ -122,7 +121,7 @@ class FashionMNIST(DataModule):
     def __init__(self, batch_size=64, resize=(28, 28), root=None):
         super().__init__(root=root)
         self.save_hyperparameters(ignore=["root"])
-        if isinstance(resize, numbers.Integral) and not isinstance(resize, bool):
+        if is_int(resize):
             resize = (int(resize), int(resize))
         size = None if isinstance(resize, (tuple, list)) and tuple(resize) == (28, 28) else resize
         self._data = _data.FashionMNISTData(batch_size=batch_size, resize=size, root=self.root)
@@ -259,7 +258,7 @@ def load_data_fashion_mnist(batch_size: int, resize=None):
     """(training batches, reshuffled every pass; test batches in order) of Fashion-MNIST:
     float images (N, 1, H, W) in [0, 1], int64 labels. Read from d2lai's data folder
     (`D2LAI_DATA`, else `~/.cache/d2lai`); `resize` an int (square) or (height, width)."""
-    if isinstance(resize, numbers.Integral) and not isinstance(resize, bool):
+    if is_int(resize):
         resize = (int(resize), int(resize))
     data = _data.FashionMNISTData(batch_size=batch_size, resize=resize or None)
     return data.get_dataloader(True), data.get_dataloader(False)

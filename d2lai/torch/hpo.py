@@ -13,7 +13,6 @@ and goes on from there.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import random
 import time
@@ -22,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from ..checks import positive_int
+from ..checks import is_real, positive_int
 from ..distributed import is_main_process, say
 from ..files import check_output_path, claim
 from ..runs import RunTable
@@ -49,7 +48,7 @@ def rbfkernel(x1, x2, ls=4.):
 
 class HPOTrainer(Trainer):
     """The edition's `Trainer` with `validation_error()`: 1 - the validation accuracy of the
-    fitted model, over the whole validation set (the fit's last figures, not a second pass).
+    fitted model, over the whole validation set (the fit's last metrics, not a second pass).
 
     A fit cut short by Ctrl-C raises KeyboardInterrupt once it has ended cleanly, so that a
     tuner does not take a half-trained model's error for the trial's."""
@@ -228,7 +227,7 @@ def _error(value) -> float:
         return float(value.detach().cpu())
     if isinstance(value, np.ndarray) and value.size == 1:
         return float(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         return float(value)
     raise TypeError(f"the objective must return the validation error (a number), got "
                     f"{type(value).__name__} {value!r:.60}")

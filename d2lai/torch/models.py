@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import inspect
 import math
-import numbers
 import os
 import warnings
 
@@ -28,9 +27,10 @@ from .. import board as _board
 from .. import distributed as _distributed
 from .. import models as _model
 from .. import trainer as _trainer
+from ..checks import is_real, positive, positive_int
 from ..layers import corr2d
 from ..precision import Precision
-from .tensors import _positive, cpu, gpu
+from .tensors import cpu, gpu
 
 __all__ = ["HyperParameters", "add_to_class", "ProgressBoard", "Module", "Classifier",
            "init_cnn", "SGD", "LinearRegressionScratch", "LinearRegression", "SoftmaxRegression",
@@ -95,7 +95,7 @@ def _scalar(value, name: str):
         return value.detach().reshape(())
     if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
         return float(value.reshape(()))
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         return float(value)
     raise TypeError(f"draw: {name} must be a number or a one-element tensor, got "
                     f"{type(value).__name__} {value!r:.60}")
@@ -152,8 +152,7 @@ class ProgressBoard(HyperParameters, _board.ProgressBoard):
         """Collect `(x, y)` under `label`; once `every_n` are collected, draw their mean x and
         mean y as one point (so a long run gives a smooth curve of few points)."""
         _board.check_label("label", label)
-        if isinstance(every_n, bool) or not isinstance(every_n, numbers.Integral) or every_n < 1:
-            raise ValueError(f"draw: every_n must be a positive integer, got {every_n!r}")
+        positive_int("draw: every_n", every_n)
         points = self.raw_points.setdefault(label, [])
         points.append(Point(_scalar(x, "x"), _scalar(y, "y")))
         if len(points) < every_n:
@@ -201,8 +200,8 @@ class Module(_model.AbstractModel, HyperParameters):
     def __init__(self, plot_train_per_epoch=2, plot_valid_per_epoch=1):
         super().__init__()
         self.save_hyperparameters()
-        _positive("plot_train_per_epoch", plot_train_per_epoch)
-        _positive("plot_valid_per_epoch", plot_valid_per_epoch)
+        positive("plot_train_per_epoch", plot_train_per_epoch)
+        positive("plot_valid_per_epoch", plot_valid_per_epoch)
         self.board = ProgressBoard()
 
     def loss(self, y_hat, y):
@@ -313,7 +312,7 @@ class SGD(HyperParameters):
     def __init__(self, params, lr):
         self.save_hyperparameters()
         self.params = list(params)
-        _positive("lr", lr, zero=True)
+        positive("lr", lr, zero=True)
         for i, p in enumerate(self.params):
             if not isinstance(p, torch.Tensor):
                 raise TypeError(f"SGD: params[{i}] is a {type(p).__name__}, not a tensor")
@@ -336,9 +335,9 @@ class LinearRegressionScratch(Module):
     def __init__(self, num_inputs, lr, sigma=0.01):
         super().__init__()
         self.save_hyperparameters()
-        _positive("num_inputs", num_inputs, integer=True)
-        _positive("lr", lr, zero=True)
-        _positive("sigma", sigma, zero=True)
+        positive("num_inputs", num_inputs, integer=True)
+        positive("lr", lr, zero=True)
+        positive("sigma", sigma, zero=True)
         self.w = nn.Parameter(torch.normal(0, sigma, (num_inputs, 1)))
         self.b = nn.Parameter(torch.zeros(1))
 
@@ -359,7 +358,7 @@ class LinearRegression(Module):
     def __init__(self, lr):
         super().__init__()
         self.save_hyperparameters()
-        _positive("lr", lr, zero=True)
+        positive("lr", lr, zero=True)
         self.net = nn.LazyLinear(1)
         self._init_hook = self.net.register_forward_pre_hook(self._init_net)
 
@@ -466,7 +465,7 @@ class Trainer(HyperParameters, _trainer.Trainer):
 
     `fit` runs d2lai's training loop; `prepare_data`, `prepare_model`, `prepare_batch`,
     `fit_epoch` and `clip_gradients` can be replaced (`@d2l.add_to_class(d2l.Trainer)`) as the
-    edition's chapters do. After `fit`, `trainer.metrics` holds the figures of the run (whole
+    edition's chapters do. After `fit`, `trainer.metrics` holds the metrics of the run (whole
     validation set), the model is on the training device and the data back on the CPU. Under
     torchrun it trains data-parallel, each rank on one GPU (`num_gpus > 0`) or on the CPU.
     """
@@ -480,9 +479,9 @@ class Trainer(HyperParameters, _trainer.Trainer):
                  compile=False):
         self.save_hyperparameters()
         Precision(precision, compile)  # refused here, not at fit
-        _positive("max_epochs", max_epochs, integer=True)
-        _positive("num_gpus", num_gpus, integer=True, zero=True)
-        _positive("gradient_clip_val", gradient_clip_val, zero=True)
+        positive("max_epochs", max_epochs, integer=True)
+        positive("num_gpus", num_gpus, integer=True, zero=True)
+        positive("gradient_clip_val", gradient_clip_val, zero=True)
         self.gpus = [gpu(i) for i in range(min(num_gpus, torch.cuda.device_count()))]
         if self.gpus and _distributed.launched():  # under torchrun, each rank its own GPU
             self.gpus = [_distributed.gpu_of_this_rank()]
@@ -550,9 +549,9 @@ class Trainer(HyperParameters, _trainer.Trainer):
         """d2lai's whole-set validation; counts the batches in `val_batch_idx`."""
         if getattr(self, "val_dataloader", True) is None:
             return {}
-        figures = super().validate()
+        metrics = super().validate()
         self.val_batch_idx += self.num_val_batches
-        return figures
+        return metrics
 
 
 def _check_model_and_data(model, data) -> None:

@@ -5,27 +5,16 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 
 import torch
 from torch import nn
 
+from ..checks import positive
+
 __all__ = ["nn_Module", "cpu", "gpu", "num_gpus", "try_gpu", "try_all_gpus", "Devices"]
 
 nn_Module = nn.Module
-
-
-def _positive(name: str, value, integer: bool = False, zero: bool = False):
-    """`value` if it is a (positive, or non-negative with `zero`) number, else a ValueError."""
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value) \
-            or not (value >= 0 if zero else value > 0):
-        what = "integer" if integer else "number"
-        raise ValueError(f"{name} must be a {'non-negative' if zero else 'positive'} {what}, "
-                         f"got {value!r}")
-    return value
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -37,7 +26,7 @@ def cpu() -> torch.device:
 
 def gpu(i: int = 0) -> torch.device:
     """The GPU device number `i` (whether or not it exists)."""
-    _positive("i", i, integer=True, zero=True)
+    positive("i", i, integer=True, zero=True)
     return torch.device(f"cuda:{i}")
 
 
@@ -49,7 +38,7 @@ def num_gpus() -> int:
 def try_gpu(i: int = 0) -> torch.device:
     """`gpu(i)` if it exists, else `cpu()`; falling back for i >= 1 warns that code asking for
     GPU i needs i + 1 GPUs (the multi-GPU chapters' cells), saying how many there are."""
-    _positive("i", i, integer=True, zero=True)
+    positive("i", i, integer=True, zero=True)
     if num_gpus() >= i + 1:
         return gpu(i)
     if i >= 1:

@@ -68,7 +68,7 @@ class Benchmark:
 
 
 class Accumulator:
-    """Running sums of `n` figures: `add(a, b, ...)` adds one value to each; `acc[i]` reads."""
+    """Running sums of `n` values: `add(a, b, ...)` adds one value to each; `acc[i]` reads."""
 
     def __init__(self, n: int):
         self.data = [0.0] * positive_int("n", n)
@@ -205,7 +205,7 @@ def _train_epochs(net: nn.Module, train_iter, test_iter, num_epochs: int, on, st
                   ylim=None) -> None:
     """The function-style training loop of `train_ch6` and `train_ch13`: `step(X, y)` trains on
     one batch and returns (summed loss, right predictions); training loss and accuracy are
-    drawn five times an epoch, test accuracy after each, and the last figures printed with
+    drawn five times an epoch, test accuracy after each, and the last metrics printed with
     the examples per second on `on`."""
     num_epochs = positive_int("num_epochs", num_epochs)
     num_batches = len(train_iter)

@@ -1,4 +1,4 @@
-"""ReduceFigures: under torchrun, the callbacks' figures over every rank's samples."""
+"""ReduceMetrics: under torchrun, the callbacks' metrics over every rank's samples."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ from .. import distributed
 from ..metrics import of as metrics_of
 from .base import Callback
 
-__all__ = ["ReduceFigures"]
+__all__ = ["ReduceMetrics"]
 
 
-class ReduceFigures(Callback):
+class ReduceMetrics(Callback):
     """Each rank measures its own part of the data; the fit's metrics are summed over the ranks
-    where they are measured (`d2lai.metrics.Measure`), and this turns the figures callbacks add
+    where they are measured (`d2lai.metrics.Measure`), and this turns the metrics callbacks add
     into means over every rank's samples, so that the epoch line, the history and `Metrics` are
     those one process reports. Before validation, every rank gets
     rank 0's buffers (batch-norm statistics, which differ between ranks unless synchronised),
     so that all ranks validate, and rank 0 saves, the same model. The trainer adds it under
     torchrun."""
 
-    order = 25  # after the training figures (20), before the epoch line (40) and yours (50)
+    order = 25  # after the training metrics (20), before the epoch line (40) and yours (50)
 
     def on_train_start(self, trainer, loader) -> None:
         self.samples = 0
