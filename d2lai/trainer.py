@@ -35,6 +35,17 @@ __all__ = ["Trainer", "Metrics", "fit"]
 logger = logging.getLogger("d2lai")
 
 
+
+def detached(outputs):
+    """`outputs` (a tensor, or tuples, lists and dicts of them) with every tensor detached."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.detach()
+    if isinstance(outputs, (tuple, list)):
+        return type(outputs)(detached(o) for o in outputs)
+    if isinstance(outputs, dict):
+        return {k: detached(v) for k, v in outputs.items()}
+    return outputs
+
 class Trainer:
     """Holds what a run needs; `fit` trains `model` on `data` with the optimiser rule `opt`.
 
@@ -319,8 +330,10 @@ class Trainer:
     # --- around the loop ----------------------------------------------------------------------
 
     def keep_outputs(self, module, args, outputs) -> None:
-        """Keep the model's outputs of the batch at hand (a forward hook, for this fit)."""
-        self.outputs = outputs
+        """Keep the model's outputs of the batch at hand (a forward hook, for this fit),
+        detached: what reads them measures, and a compiled step whose outputs leave it still
+        in the graph pays for their gradient in backward (10% of a language model's step)."""
+        self.outputs = detached(outputs)
 
     def emit(self, event: str, *args) -> None:
         """Call `event` on each callback that overrides it, in the callbacks' order."""

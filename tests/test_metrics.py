@@ -156,6 +156,34 @@ def test_a_callback_reads_the_outputs_of_each_batch_from_the_trainer(tiny_data):
     assert seen.val and all(seen.val)
 
 
+
+def test_the_outputs_a_callback_reads_are_out_of_the_graph_and_the_model_still_learns(tiny_data):
+    """Detached: a compiled step whose outputs left it still in the graph paid for their
+    gradient in backward; the loss is differentiated as before."""
+    class Seen(d2lai.Callback):
+        grads = []
+
+        def on_loss(self, trainer, batch, loss):
+            self.grads.append(trainer.outputs.requires_grad or trainer.outputs.grad_fn is not None)
+
+    seen = Seen()
+    model = TinyClassifier()
+    before = [p.detach().clone() for p in model.parameters()]
+    d2lai.Trainer(model, tiny_data, d2lai.Descent(0.1), max_steps=2, verbose=False,
+                  board=False, callbacks=[seen]).fit()
+    assert seen.grads == [False, False]
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
+
+
+def test_outputs_of_several_parts_are_detached_part_by_part():
+    from d2lai.trainer import detached
+
+    w = torch.ones(2, requires_grad=True)
+    out = detached((w * 2, [w * 3, {"h": w * 4}], "kept"))
+    assert not out[0].requires_grad and not out[1][0].requires_grad
+    assert not out[1][1]["h"].requires_grad and out[2] == "kept"
+    assert torch.equal(out[1][1]["h"], torch.full((2,), 4.0))
+
 # --- a family of one's own, in one file ---------------------------------------------------------
 
 class ColumnAbsError(Metric):
