@@ -556,10 +556,9 @@ def clip_gradients(grad_clip_val: float, model: nn.Module | Iterable[torch.Tenso
     if not params:
         return torch.zeros(())
     grads = [p.grad for p in params]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    if bool(norm > 0):
-        for g in grads:
-            g.mul_(grad_clip_val / norm)
+    norm = nn.utils.get_total_norm(grads)  # one pass over all of them, as clip_grad_norm_
+    scale = torch.where(norm > 0, grad_clip_val / norm, torch.ones_like(norm))  # no sync
+    torch._foreach_mul_(grads, scale)
     return norm
 
 
