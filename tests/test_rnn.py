@@ -345,6 +345,18 @@ def test_clip_gradients_scales_to_the_global_norm_by_hand():
         d2lai.clip_gradients(0, model)
 
 
+def test_rescaling_leaves_zero_gradients_zero_and_keeps_each_dtype():
+    zero = nn.Linear(2, 1)
+    zero.weight.grad, zero.bias.grad = torch.zeros(1, 2), torch.zeros(1)
+    assert float(d2lai.clip_gradients(1, zero)) == 0.0  # nothing to rescale: no 0/0
+    assert zero.weight.grad.tolist() == [[0.0, 0.0]] and zero.bias.grad.tolist() == [0.0]
+    f64 = nn.Linear(2, 1).double()  # the Julia text's |> f64
+    f64.weight.grad = torch.tensor([[3.0, 0.0]], dtype=torch.float64)
+    f64.bias.grad = torch.tensor([4.0], dtype=torch.float64)
+    d2lai.clip_gradients(1, f64)
+    assert f64.bias.grad.dtype == torch.float64 and f64.bias.grad.item() == pytest.approx(0.8)
+
+
 # --- errors at the boundary ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, match", [
