@@ -20,26 +20,11 @@ from d2lai import (
     Trainer,
     construct_nt_args,
 )
-from d2lai.testing import write_fake_fra_eng, write_fake_time_machine
 
 
 @pytest.fixture(autouse=True)
 def _seeded(one_thread):
     torch.manual_seed(0)
-
-
-@pytest.fixture(scope="module")
-def tm(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tm")
-    write_fake_time_machine(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def fra(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fra")
-    write_fake_fra_eng(root)
-    return root
 
 
 def quiet(**kw):
@@ -155,8 +140,8 @@ class RNNScratch(AbstractModel):
         return torch.stack(outputs, 1), state
 
 
-def test_8_3_the_time_machine_serves_one_hot_windows(tm):
-    data = d2lai.TimeMachine(2, 10, root=tm)
+def test_8_3_the_time_machine_serves_one_hot_windows(tm_root):
+    data = d2lai.TimeMachine(2, 10, root=tm_root)
     x, y = next(iter(d2lai.get_dataloader(data)))
     assert x.shape == (2, 10, len(data.vocab)) and y.shape == (2, 10)
     assert data.X.shape[1] == 10 and data.y.shape[1] == 10
@@ -164,7 +149,7 @@ def test_8_3_the_time_machine_serves_one_hot_windows(tm):
     assert d2lai.to_tokens(vocab, corpus) == list("it has a tim")
 
 
-def test_8_5_rnn_from_scratch_as_typed(tm):
+def test_8_5_rnn_from_scratch_as_typed(tm_root):
     batch_size, num_inputs, num_hiddens, num_steps = 2, 16, 32, 100
     rnn = RNNScratch(num_inputs, num_hiddens)
     X = torch.ones(batch_size, num_steps, num_inputs)
@@ -175,7 +160,7 @@ def test_8_5_rnn_from_scratch_as_typed(tm):
     assert model(torch.ones(batch_size, num_steps, num_inputs)).shape == \
         (batch_size, num_steps, num_inputs)
 
-    data = d2lai.TimeMachine(64, 16, num_train=512, num_val=128, root=tm)
+    data = d2lai.TimeMachine(64, 16, num_train=512, num_val=128, root=tm_root)
     rnn = RNNScratch(len(data.vocab), 32)
     model = RNNLMScratch(rnn, len(data.vocab)).double()  # |> f64
     opt = d2lai.Optimiser(Descent(1.0))
@@ -203,9 +188,9 @@ class RNNLM(d2lai.AbstractRNNClassifier):
         return d2lai.output_layer(self, out)
 
 
-def test_8_6_concise_rnn_with_the_texts_own_model(tm):
+def test_8_6_concise_rnn_with_the_texts_own_model(tm_root):
     num_hiddens = 32
-    data = d2lai.TimeMachine(64, 16, num_train=512, num_val=128, root=tm)
+    data = d2lai.TimeMachine(64, 16, num_train=512, num_val=128, root=tm_root)
     rnn = nn.RNN(len(data.vocab), num_hiddens, batch_first=True)  # Flux.RNN(V => H)
     model = RNNLM(rnn, num_hiddens, len(data.vocab)).double()
     text = d2lai.prediction("it has", model, data.vocab, 20, state=torch.zeros(num_hiddens))
@@ -257,8 +242,8 @@ class LSTMScratch(AbstractModel):
         return torch.stack(outputs, 1), (H, C)
 
 
-def test_9_1_lstm_from_scratch_trains_its_gates(tm):
-    data = d2lai.TimeMachine(64, 16, num_train=256, num_val=64, root=tm)
+def test_9_1_lstm_from_scratch_trains_its_gates(tm_root):
+    data = d2lai.TimeMachine(64, 16, num_train=256, num_val=64, root=tm_root)
     lstm = LSTMScratch(len(data.vocab), 32)
     model = RNNLMScratch(lstm, len(data.vocab)).double()
     before = lstm.w.forget_gate.W_fx.detach().clone()
@@ -290,8 +275,8 @@ class StackedRNNScratch(AbstractModel):
         return x, new_states
 
 
-def test_9_3_deep_grus_scratch_and_concise(tm):
-    data = d2lai.TimeMachine(64, 16, num_train=256, num_val=64, root=tm)
+def test_9_3_deep_grus_scratch_and_concise(tm_root):
+    data = d2lai.TimeMachine(64, 16, num_train=256, num_val=64, root=tm_root)
     V = len(data.vocab)
     stacked = StackedRNNScratch(V, 32, 2)
     assert len(list(stacked.parameters())) == 2 * 9
@@ -359,7 +344,7 @@ class Seq2SeqAttentionDecoder(AbstractModel):
         return (out_dense, state, wts) if return_attention_wts else (out_dense, state)
 
 
-def test_10_4_bahdanau_decoder_as_typed_trains_and_translates(fra):
+def test_10_4_bahdanau_decoder_as_typed_trains_and_translates(fra_root):
     vocab_size, embed_size, num_hiddens, num_layers = 10, 8, 16, 2
     batch_size, num_steps = 4, 7
     encoder = d2lai.Seq2SeqEncoder(vocab_size, embed_size, num_hiddens, num_layers)
@@ -370,7 +355,7 @@ def test_10_4_bahdanau_decoder_as_typed_trains_and_translates(fra):
     assert output.shape == (batch_size, num_steps, vocab_size)
     assert state[0].shape == (batch_size, num_steps, num_hiddens)
 
-    data = d2lai.MTFraEng(32, num_train=128, num_val=32, root=fra)
+    data = d2lai.MTFraEng(32, num_train=128, num_val=32, root=fra_root)
     encoder = d2lai.Seq2SeqEncoder(len(data.src_vocab), 32, 32, 2)
     for decoder in (Seq2SeqAttentionDecoder(len(data.tgt_vocab), 32, 32, 1),
                     d2lai.Seq2SeqAttentionDecoder(len(data.tgt_vocab), 32, 32, 1)):
@@ -422,7 +407,7 @@ train_dataloader training_step transpose_output transpose_qkv unk val_dataloader
 validation_step""".split()  # clip_gradients! is clip_gradients; fit_epoch: test_3_4
 
 
-def test_the_julia_packages_public_names(tm, fra, tmp_path, fashion_root):
+def test_the_julia_packages_public_names(tm_root, fra_root, tmp_path, fashion_root):
     called = set()
 
     def call(name, *args, **kwargs):
@@ -462,9 +447,9 @@ def test_the_julia_packages_public_names(tm, fra, tmp_path, fashion_root):
     assert len(call("prepare_data", data, False)) == 2
     assert call("to_gpu", model) is model or torch.cuda.is_available()
     assert call("corr2d", torch.ones(3, 3), torch.ones(2, 2)).tolist() == [[4.0] * 2] * 2
-    text = call("_download", d2lai.TimeMachine, root=tm)
+    text = call("_download", d2lai.TimeMachine, root=tm_root)
     assert isinstance(text, str) and len(text) > 1000
-    tmd = call("TimeMachine", 16, 8, 64, 32, root=tm)
+    tmd = call("TimeMachine", 16, 8, 64, 32, root=tm_root)
     corpus, vocab = call("build", d2lai.TimeMachine, text[:200])
     v = call("Vocab", list("hello"))
     assert call("to_tokens", v, [call("unk", v)]) == ["<unk>"]
@@ -486,7 +471,7 @@ def test_the_julia_packages_public_names(tm, fra, tmp_path, fashion_root):
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in scratch.parameters()]))
     assert float(norm) == pytest.approx(1.0, rel=1e-5)
     assert len(call("prediction", "it", lm, tmd.vocab, 3)) == 5
-    mt = call("MTFraEng", 16, 9, num_train=64, num_val=16, root=fra)
+    mt = call("MTFraEng", 16, 9, num_train=64, num_val=16, root=fra_root)
     fig = call("show_list_len_pair_hist", ["src", "tgt"], "# tokens", "count", [[1, 2]], [[3]])
     assert fig is not None
     enc = call("Seq2SeqEncoder", len(mt.src_vocab), 8, 8, 2)

@@ -24,7 +24,7 @@ from d2lai import (
     Trainer,
     construct_nt_args,
 )
-from d2lai.testing import write_fake_fra_eng, write_fake_time_machine
+from d2lai.testing import write_fake_time_machine
 
 
 @pytest.fixture(autouse=True)
@@ -32,18 +32,11 @@ def _seeded(one_thread):
     torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module")
-def fra_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fra")
-    write_fake_fra_eng(root)
-    return root
-
-
 @pytest.fixture
-def fra(fra_folder, monkeypatch):
+def fra(fra_root, monkeypatch):
     """The data folder holding fra-eng.zip, as the text finds it: through D2LAI_DATA."""
-    monkeypatch.setenv("D2LAI_DATA", str(fra_folder))
-    return fra_folder
+    monkeypatch.setenv("D2LAI_DATA", str(fra_root))
+    return fra_root
 
 
 @pytest.fixture
