@@ -13,6 +13,7 @@ import d2lai
 from d2lai import construct_nt_args
 from d2lai.models.rnn import _said
 from d2lai.testing import write_fake_time_machine
+from examples.julia_rnn_figures import RNNScratch  # a cell as the Julia text writes it
 
 V, H = 5, 4
 
@@ -112,29 +113,6 @@ def test_a_language_model_gives_the_same_logits_for_one_hot_and_indices(tmp_path
 
 # --- the text's own cells ------------------------------------------------------------------------
 
-class TextRNN(d2lai.AbstractModel):
-    """A cell as the Julia text writes it: weights as plain fields named in `trainable`,
-    sizes in args, inputs (N, T, features)."""
-
-    trainable = ("Whx", "Whh", "b_h")
-
-    def __init__(self, num_inputs, num_hiddens, sigma=0.01):
-        super().__init__()
-        self.Whx = torch.randn(num_hiddens, num_inputs) * sigma
-        self.Whh = torch.randn(num_hiddens, num_hiddens) * sigma
-        self.b_h = torch.zeros(num_hiddens)
-        self.args = construct_nt_args(num_inputs=num_inputs, num_hiddens=num_hiddens,
-                                      sigma=sigma)
-
-    def forward(self, x, state=None):
-        state = torch.zeros(x.shape[0], self.args.num_hiddens) if state is None else state
-        outputs = []
-        for x_ in x.unbind(1):
-            state = torch.tanh(x_ @ self.Whx.T + state @ self.Whh.T + self.b_h)
-            outputs.append(state)
-        return torch.stack(outputs, 1), state
-
-
 class TextGates(d2lai.AbstractModel):
     """The text's LSTM layout: gates as construct_nt_args namespaces in one field."""
 
@@ -159,7 +137,7 @@ class TextGates(d2lai.AbstractModel):
 class TextStack(d2lai.AbstractModel):
     def __init__(self, num_inputs, num_hiddens, num_layers):
         super().__init__()
-        self.net = [TextRNN(num_inputs if i == 0 else num_hiddens, num_hiddens)
+        self.net = [RNNScratch(num_inputs if i == 0 else num_hiddens, num_hiddens)
                     for i in range(num_layers)]
         self.args = construct_nt_args(num_inputs=num_inputs, num_hiddens=num_hiddens)
 
@@ -171,7 +149,7 @@ class TextStack(d2lai.AbstractModel):
         return x, states
 
 
-@pytest.mark.parametrize("cell", [lambda: TextRNN(V, H), lambda: TextGates(V, H),
+@pytest.mark.parametrize("cell", [lambda: RNNScratch(V, H), lambda: TextGates(V, H),
                                   lambda: TextStack(V, H, 2)], ids=["trainable", "nt", "list"])
 def test_the_texts_own_cells_are_registered_and_trained(cell, tmp_path):
     rnn = cell()

@@ -3,6 +3,7 @@ text's `features x steps x batch` arrays read batch first, `(N, T, features)`), 
 generated data: each runs as typed and gives the text's shapes. Then every public name of the
 Julia package, called with the Julia calling shape."""
 
+import json
 import math
 
 import pytest
@@ -20,6 +21,7 @@ from d2lai import (
     Trainer,
     construct_nt_args,
 )
+from examples.julia_rnn_figures import LSTMScratch, RNNScratch, StackedRNNScratch
 
 
 @pytest.fixture(autouse=True)
@@ -118,28 +120,6 @@ def test_7_label_smoothing_is_said_as_soft_labels(fashion_root):
 
 # --- 8.3 and 8.5: the Time Machine and the RNN from scratch ---------------------------------
 
-class RNNScratch(AbstractModel):
-    trainable = ("Whx", "Whh", "b_h")
-
-    def __init__(self, num_inputs, num_hiddens, sigma=0.01):
-        super().__init__()
-        self.Whx = torch.randn(num_hiddens, num_inputs) * sigma
-        self.Whh = torch.randn(num_hiddens, num_hiddens) * sigma
-        self.b_h = torch.zeros(num_hiddens)
-        self.args = construct_nt_args(num_inputs=num_inputs, num_hiddens=num_hiddens,
-                                      sigma=sigma)
-
-    def forward(self, x, state=None):
-        if state is None:
-            state = torch.zeros(x.shape[0], self.args.num_hiddens, dtype=x.dtype)
-        state = state.reshape(-1, self.args.num_hiddens).expand(x.shape[0], -1)
-        outputs = []
-        for x_ in x.unbind(1):
-            state = torch.tanh(x_ @ self.Whx.T + state @ self.Whh.T + self.b_h)
-            outputs.append(state)
-        return torch.stack(outputs, 1), state
-
-
 def test_8_3_the_time_machine_serves_one_hot_windows(tm_root):
     data = d2lai.TimeMachine(2, 10, root=tm_root)
     x, y = next(iter(d2lai.get_dataloader(data)))
@@ -202,46 +182,6 @@ def test_8_6_concise_rnn_with_the_texts_own_model(tm_root):
 
 # --- 9.1 and 9.3: the LSTM's namespaces of gates, stacked GRUs in a list ---------------------
 
-class LSTMScratch(AbstractModel):
-    def __init__(self, num_inputs, num_hiddens, sigma=0.1):
-        super().__init__()
-
-        def init_weights():
-            return (torch.randn(num_hiddens, num_inputs) * sigma,
-                    torch.randn(num_hiddens, num_hiddens) * sigma, torch.zeros(num_hiddens))
-
-        W_ix, W_ih, b_i = init_weights()
-        W_fx, W_fh, b_f = init_weights()
-        W_cx, W_ch, b_c = init_weights()
-        W_ox, W_oh, b_o = init_weights()
-        self.w = construct_nt_args(
-            input_gate=construct_nt_args(W_ix=W_ix, W_ih=W_ih, b_i=b_i),
-            forget_gate=construct_nt_args(W_fx=W_fx, W_fh=W_fh, b_f=b_f),
-            input_node=construct_nt_args(W_cx=W_cx, W_ch=W_ch, b_c=b_c),
-            output_gate=construct_nt_args(W_ox=W_ox, W_oh=W_oh, b_o=b_o))
-        self.args = construct_nt_args(num_inputs=num_inputs, num_hiddens=num_hiddens,
-                                      sigma=sigma)
-
-    def forward(self, x, state=None):
-        w, n = self.w, x.shape[0]
-        H, C = (torch.zeros(n, self.args.num_hiddens, dtype=x.dtype),) * 2 \
-            if state is None else state
-        outputs = []
-        for x_ in x.unbind(1):
-            It = torch.sigmoid(x_ @ w.input_gate.W_ix.T + H @ w.input_gate.W_ih.T
-                               + w.input_gate.b_i)
-            Ft = torch.sigmoid(x_ @ w.forget_gate.W_fx.T + H @ w.forget_gate.W_fh.T
-                               + w.forget_gate.b_f)
-            Ot = torch.sigmoid(x_ @ w.output_gate.W_ox.T + H @ w.output_gate.W_oh.T
-                               + w.output_gate.b_o)
-            C_tilde = torch.tanh(x_ @ w.input_node.W_cx.T + H @ w.input_node.W_ch.T
-                                 + w.input_node.b_c)
-            C = Ft * C + It * C_tilde
-            H = Ot * C
-            outputs.append(H)
-        return torch.stack(outputs, 1), (H, C)
-
-
 def test_9_1_lstm_from_scratch_trains_its_gates(tm_root):
     data = d2lai.TimeMachine(64, 16, num_train=256, num_val=64, root=tm_root)
     lstm = LSTMScratch(len(data.vocab), 32)
@@ -256,23 +196,6 @@ def test_9_1_lstm_from_scratch_trains_its_gates(tm_root):
     text = d2lai.prediction("it has", concise, data.vocab, 5,
                             state=(torch.zeros(32, dtype=torch.float64),) * 2)
     assert len(text) == 11
-
-
-class StackedRNNScratch(AbstractModel):
-    def __init__(self, num_inputs, num_hiddens, num_layers, sigma=0.01):
-        super().__init__()
-        self.net = [d2lai.GRUScratch(num_inputs if i == 0 else num_hiddens, num_hiddens,
-                                     sigma=sigma) for i in range(num_layers)]
-        self.args = construct_nt_args(num_inputs=num_inputs, num_hiddens=num_hiddens,
-                                      num_layers=num_layers, sigma=sigma)
-
-    def forward(self, x, state=None):
-        states = [None] * len(self.net) if state is None else state
-        new_states = []
-        for rnn, st_ in zip(self.net, states, strict=True):
-            x, new_st = rnn(x, st_)
-            new_states.append(new_st)
-        return x, new_states
 
 
 def test_9_3_deep_grus_scratch_and_concise(tm_root):
@@ -497,3 +420,22 @@ def test_the_julia_packages_public_names(tm_root, fra_root, tmp_path, fashion_ro
     # fit_epoch: the text extends it on its model (test_3_4 above); draw_model, a helper the
     # package never calls (its body reads undefined globals), is not ported
     assert len(JULIA_NAMES) == 64 and set(JULIA_NAMES) <= called, set(JULIA_NAMES) - called
+
+
+def test_the_julia_figures_example_runs_end_to_end(tm_root, tmp_path, monkeypatch, capsys):
+    """examples/julia_rnn_figures.py, its cells and its comparison with the text's lines, on
+    the generated Time Machine for one epoch."""
+    from examples import julia_rnn_figures
+
+    monkeypatch.setenv("D2LAI_DATA", str(tm_root))
+    out = tmp_path / "rows.json"
+    julia_rnn_figures.main(["--models", "rnn-scratch,lstm-concise", "--epochs", "1",
+                            "--json", str(out)])
+    rows = json.loads(out.read_text())
+    assert [r["model"] for r in rows] == ["rnn-scratch", "lstm-concise"]
+    for row in rows:
+        assert row["epochs"] == 1 and math.isfinite(row["train_loss"])
+        assert row["ratio"] == pytest.approx(row["train_loss"] / row["text_train_loss"])
+        assert row["prediction"].startswith("it has") and len(row["prediction"]) == 26
+    printed = capsys.readouterr().out
+    assert "rnn-scratch epoch 1: text 2.7971 d2lai " in printed and "lstm-concise " in printed
