@@ -75,9 +75,8 @@ def native_bf16_cpu() -> bool:
 
 
 def has_conv2d(model: torch.nn.Module) -> bool:
-    """Whether `model` holds a 2-D convolution (a module with a 4-D weight that convolves)."""
-    return any(isinstance(m, torch.nn.modules.conv._ConvNd) and m.weight.dim() == 4
-               for m in model.modules())
+    """Whether `model` holds a 2-D convolution (or its transpose)."""
+    return any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in model.modules())
 
 
 class Precision(Callback):
