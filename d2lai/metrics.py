@@ -423,6 +423,11 @@ class Measure:
         self.on = [True] * len(self.means)
         self.count = 0  # samples seen
 
+    @property
+    def needs_outputs(self) -> bool:
+        """Whether a metric of this pass reads the model's outputs (not the loss alone)."""
+        return bool(self.states) or any(m.needs_outputs for m in self.means)
+
     def update(self, outputs, batch, out) -> None:
         """Add one batch: the model's `outputs`, the batch `(X..., y)`, and what the step
         returned (a loss, `(loss, accuracy)`, or None: nothing to add)."""

@@ -184,7 +184,6 @@ class Trainer:
             self.emit("on_exception", err)  # a callback may raise a clearer error instead
             raise
         finally:
-            self.watch.remove()
             self.model.cpu()
             metrics = Metrics.of(self.history, self.epoch, self.steps, diverged=diverged,
                                  interrupted=interrupted, stopped_early=self.should_stop,
@@ -200,7 +199,7 @@ class Trainer:
             return model_epoch(self)
         self.model.train()
         measure = Measure(self.metric_list, "train", self.model, self.device)
-        for batch in self.batches(train=True):
+        for batch in self.batches(train=True, keep=measure.needs_outputs):
             loss = self.training_step(batch)  # the model's forward (self.outputs) and loss
             self.emit("on_loss", batch, loss)  # first-batch checks, divergence watch, ...
             measure.update(self.outputs, batch, loss)
@@ -232,7 +231,7 @@ class Trainer:
         `{"val_loss": ..., "val_acc": ...}` for a classifier."""
         self.model.eval()
         measure = Measure(self.metric_list, "val", self.model, self.device)
-        for batch in self.batches(train=False, loader=loader):
+        for batch in self.batches(train=False, loader=loader, keep=measure.needs_outputs):
             out = self.amp.run("validation", self.model.validation_step, batch)  # loss,
             measure.update(self.outputs, batch, out)  # (loss, acc), or None: nothing
             self.emit("on_validation_batch_end", batch, out)
@@ -265,12 +264,10 @@ class Trainer:
         self.dtype = params.dtype if params is not None and params.is_floating_point() else None
         self.amp.setup(self.device, self.model)
         hooks, self.hooks = getattr(self, "hooks", None), {e: [] for e in Callback.EVENTS}
-        watch = self.model.register_forward_hook(self.keep_outputs)
         try:  # no callbacks: an evaluation is no part of a fit
             logs = self.validate(data)
         finally:
             self.hooks = hooks
-            watch.remove()
             self.model.cpu()
         return {f"{name}_{k.removeprefix('val_')}": v for k, v in logs.items()}
 
@@ -287,18 +284,27 @@ class Trainer:
                    self.metric_list.format(logs))
         return logs
 
-    def batches(self, train: bool, loader=None):
+    def batches(self, train: bool, loader=None, keep: bool = False):
         """The training (or validation) batches of one pass (of `loader` if given), on the
-        device; callbacks see each."""
+        device; callbacks see each. The model's outputs are kept (`trainer.outputs`) when the
+        pass's metrics (`keep`) or its callbacks read them."""
         if loader is None:
             named = getattr(self.data, "train_dataloader" if train else "val_dataloader", None)
             loader = named() if callable(named) else self.data.get_dataloader(train=train)
         kind = "train" if train else "validation"
-        self.emit(f"on_{kind}_start", loader)
-        for batch in loader:
-            batch, self.outputs = self.prepare_batch(batch), None  # outputs: the step's own
-            self.emit(f"on_{kind}_batch_start", batch)
-            yield batch
+        readers = self.hooks["on_loss" if train else "on_validation_batch_end"]
+        keep = keep or any(getattr(getattr(h, "__self__", None), "reads_outputs", True)
+                           for h in readers)
+        watch = self.model.register_forward_hook(self.keep_outputs) if keep else None
+        try:
+            self.emit(f"on_{kind}_start", loader)
+            for batch in loader:
+                batch, self.outputs = self.prepare_batch(batch), None  # outputs: the step's own
+                self.emit(f"on_{kind}_batch_start", batch)
+                yield batch
+        finally:
+            if watch is not None:
+                watch.remove()
 
     def end_epoch(self, logs: dict, train_s: float, val_s: float) -> None:
         """Count the epoch, add the model's own metrics, record them, call the callbacks."""
@@ -330,9 +336,10 @@ class Trainer:
     # --- around the loop ----------------------------------------------------------------------
 
     def keep_outputs(self, module, args, outputs) -> None:
-        """Keep the model's outputs of the batch at hand (a forward hook, for this fit),
-        detached: what reads them measures, and a compiled step whose outputs leave it still
-        in the graph pays for their gradient in backward (10% of a language model's step)."""
+        """Keep the model's outputs of the batch at hand (a forward hook, for a pass whose
+        metrics or callbacks read them: outputs leaving a compiled step change what it fuses,
+        10% of a language model's step), detached: what reads them measures, and a compiled
+        step whose outputs leave it still in the graph pays for their gradient in backward."""
         self.outputs = detached(outputs)
 
     def emit(self, event: str, *args) -> None:
@@ -358,7 +365,6 @@ class Trainer:
         self.stop_epoch = (0 if first else self.epoch) + (self.max_epochs or math.inf)
         self.stop_step = (0 if first else self.steps) + (self.max_steps or math.inf)
         self.should_stop = False
-        self.watch = self.model.register_forward_hook(self.keep_outputs)
         self.hooks = {event: [getattr(c, event) for c in self.callbacks if overrides(c, event)]
                       for event in Callback.EVENTS}
         self.hooks["on_fit_start"] = [self.starting(c) for c in self.callbacks]

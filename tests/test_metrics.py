@@ -286,3 +286,47 @@ def test_the_readmes_add_a_metric_section_is_under_15_lines_of_code():
     assert 0 < len(lines) < 15, lines
     assert "TopKAccuracy(5)" in section.group(1) and "MulticlassF1Score" in section.group(1)
     compile("\n".join(code), "README.md", "exec")  # the code shown is valid Python
+
+
+def test_outputs_are_kept_only_for_the_passes_whose_metrics_or_callbacks_read_them(tm_root):
+    """A language model's training pass measures its loss alone: its outputs are not kept
+    (outputs leaving a compiled step change what it fuses) unless a callback reads them; its
+    validation accuracy reads them. No forward hook is left on the model."""
+    class Quiet(d2lai.Callback):
+        reads_outputs = False
+
+        def __init__(self):
+            self.train, self.val = [], []
+
+        def on_loss(self, trainer, batch, loss):
+            self.train.append(trainer.outputs)
+
+        def on_validation_batch_end(self, trainer, batch, out):
+            self.val.append(trainer.outputs)
+
+    class Reader(d2lai.Callback):
+        def __init__(self):
+            self.train = []
+
+        def on_loss(self, trainer, batch, loss):
+            self.train.append(trainer.outputs)
+
+    data = d2lai.TimeMachine(16, 8, num_train=64, num_val=32, root=tm_root)
+    V = len(data.vocab)
+
+    def fit(*callbacks):
+        model = d2lai.RNNLMScratch(d2lai.RNNScratch(V, 8), V)
+        trainer = d2lai.Trainer(model, data, d2lai.Descent(1.0), max_epochs=1, verbose=False,
+                                board=False, callbacks=list(callbacks))
+        trainer.fit()
+        trainer.evaluate()
+        assert not model._forward_hooks
+        return model
+
+    quiet = Quiet()
+    fit(quiet)
+    assert len(quiet.train) == 4 and all(o is None for o in quiet.train)
+    assert len(quiet.val) == 2 and all(o.shape == (16, 8, V) for o in quiet.val)
+    quiet, reader = Quiet(), Reader()
+    fit(quiet, reader)
+    assert len(reader.train) == 4 and all(o.shape == (16, 8, V) for o in reader.train)

@@ -365,3 +365,31 @@ def test_a_softmax_head_in_bfloat16_is_still_read_as_probabilities():
     assert guess_head(p) == "probabilities"
     assert guess_head(p.float() * 1.5) == "logits"  # a sum of 1.5 is no rounding
     assert guess_head(torch.log(p.double()).to(torch.bfloat16)) == "log_probabilities"
+
+
+def test_a_language_models_compiled_steps_are_one_graph_each_and_tokens_still_checked(
+        tm_root, monkeypatch):
+    """The model's check of its token range reads values, a graph break that cut the compiled
+    step in pieces; under compile it is left to the first-batch checks (eager, on the data's
+    whole token tensors), and a model called eagerly still checks."""
+    from d2lai import torch as d2l
+
+    graphs = []
+    monkeypatch.setattr(amp, "BACKEND", lambda gm, inputs: graphs.append(gm) or gm.forward)
+    monkeypatch.setenv("D2LAI_DATA", str(tm_root))
+    data = d2l.TimeMachine(batch_size=16, num_steps=8, num_train=64, num_val=32)  # indices
+    V = len(data.vocab)
+
+    def fit():
+        model = d2lai.RNNLMScratch(d2lai.RNNScratch(V, 8), V)
+        d2lai.Trainer(model, data, d2lai.Descent(1.0), max_epochs=2, verbose=False,
+                      board=False, compile=True).fit()
+        return model
+
+    model = fit()
+    assert len(graphs) == 2  # the training step and the validation step, once each
+    with pytest.raises(ValueError, match=f"token indices from 0 to {V} but RNNLMScratch"):
+        model(torch.tensor([[0, V]]))
+    data.X[3, 2] = V  # a token the model cannot take
+    with pytest.raises(ValueError, match=f"hold token indices from 0 to {V} but RNNLMScratch"):
+        fit()

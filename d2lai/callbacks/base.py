@@ -56,7 +56,10 @@ class Callback:
     monitor of one of them is known to exist when the fit starts. Its `run_settings()` are
     part of what defines a run (a sweep's rerun retrains a run whose callbacks changed), and a
     sweep gives each run its own copy, `for_run(name)`. One that keeps a state across epochs
-    defines `state_dict()` and `load_state_dict(state)`: checkpoints keep it.
+    defines `state_dict()` and `load_state_dict(state)`: checkpoints keep it. One that
+overrides `on_loss` or `on_validation_batch_end` is taken to read `trainer.outputs` there;
+one that does not says `reads_outputs = False` (outputs kept for nobody cost a compiled step
+its fusions).
 
     >>> class Every100(d2lai.Callback):
     ...     def on_train_batch_end(self, trainer, batch, loss):
@@ -67,6 +70,7 @@ class Callback:
 
     order = 50
     main_process_only = False
+    reads_outputs = True  # at on_loss and on_validation_batch_end, if it overrides them
     adds_metrics: tuple[str, ...] = ()
     EVENTS = ("on_fit_start", "on_epoch_start", "on_train_start", "on_train_batch_start",
               "on_loss", "on_train_batch_end", "on_train_epoch_end", "on_validation_start",

@@ -28,6 +28,7 @@ class BatchChecks(Callback):
     """
 
     order = 0
+    reads_outputs = False  # the loss (and accuracy) alone
 
     def on_fit_start(self, trainer) -> None:
         self.checked, self.batch, self.width, self.loss_checked = set(), None, None, False

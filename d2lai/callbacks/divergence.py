@@ -37,6 +37,7 @@ class DivergenceWatch(Callback):
     """
 
     order = 10
+    reads_outputs = False  # the loss (and accuracy) alone
     check_every = {"cpu": 1}  # batches between looks at the losses, by device type
 
     def __init__(self, on_diverge: str = "stop"):

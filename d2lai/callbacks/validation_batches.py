@@ -45,6 +45,7 @@ class ValidationBatches(Callback):
     `val_loss` and `val_acc` become `BatchValues`. The trainer adds it."""
 
     order = 95  # last: the other callbacks see the metrics as they were
+    reads_outputs = False  # the loss (and accuracy) alone
 
     def on_validation_start(self, trainer, loader) -> None:
         self.epoch, self.values = trainer.epoch + 1, {name: [] for name in NAMES}

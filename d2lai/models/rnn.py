@@ -354,8 +354,8 @@ class AbstractRNNClassifier(AbstractClassifier):
 
     def check_tokens(self, X: torch.Tensor) -> None:
         """Raise a ValueError unless X holds token indices (N, T) below vocab_size (the values
-        are looked at off the GPU only, where it costs no sync; `check_batch` looks at the data's
-        whole token tensors once)."""
+        are looked at off the GPU and outside a compiled step only, where it costs no sync and
+        no graph break; `check_batch` looks at the data's whole token tensors once)."""
         name = type(self).__name__
         if not (isinstance(X, torch.Tensor) and X.ndim == 2 and not X.is_floating_point()
                 and not X.is_complex() and X.dtype != torch.bool):
@@ -364,7 +364,7 @@ class AbstractRNNClassifier(AbstractClassifier):
             raise ValueError(f"{name} takes tokens one-hot, a float tensor of shape "
                              f"(batch_size, num_steps, {self.vocab_size}), or as indices, an "
                              f"integer tensor of shape (batch_size, num_steps); got {got}")
-        if X.numel() and not X.is_cuda:
+        if X.numel() and not X.is_cuda and not torch.compiler.is_compiling():
             self.check_token_range(X, "the inputs")
 
     def check_token_range(self, X: torch.Tensor, what: str) -> None:
