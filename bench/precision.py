@@ -402,9 +402,11 @@ def held(report: dict) -> dict:
             mean = statistics.mean(lost)
             runs = f"bf16, mean of {len(lost)} run{'s' * (len(lost) > 1)}"
             out["resnet18 val_acc lost"] = {"mode": runs, "value": mean, "held": abs(mean) <= 0.01}
-    worst = max(((r["ratio_to_bare"], f"{n} {m}") for n, w in report["workloads"].items()
-                 for m, r in w["modes"].items()), default=(math.nan, ""))
-    out["d2lai/bare"] = {"mode": worst[1], "value": worst[0], "held": worst[0] <= 1.05}
+    rows = [(r["ratio_to_bare"], f"{n} {m}") for n, w in report["workloads"].items()
+            for m, r in w["modes"].items()]
+    if rows:  # none where the accuracy study ran alone
+        worst = max(rows)
+        out["d2lai/bare"] = {"mode": worst[1], "value": worst[0], "held": worst[0] <= 1.05}
     return out
 
 

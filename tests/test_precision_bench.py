@@ -59,3 +59,6 @@ def test_the_accuracy_study_alone_and_its_seeds_are_parsed_or_refused(capsys):
     assert "--accuracy-seeds takes comma-separated integers, got '1,x'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         bench.parse_args(["--modes", ""])
+    seeds = {"1": {"32": 0.8, "bf16": 0.8}}
+    study_alone = {"workloads": {"resnet18": {"modes": {}, "seeds": seeds}}}
+    assert bench.held(study_alone) == {}  # no rows: no speed target to miss
