@@ -57,9 +57,9 @@ class Callback:
     part of what defines a run (a sweep's rerun retrains a run whose callbacks changed), and a
     sweep gives each run its own copy, `for_run(name)`. One that keeps a state across epochs
     defines `state_dict()` and `load_state_dict(state)`: checkpoints keep it. One that
-overrides `on_loss` or `on_validation_batch_end` is taken to read `trainer.outputs` there;
-one that does not says `reads_outputs = False` (outputs kept for nobody cost a compiled step
-its fusions).
+    overrides `on_loss` or `on_validation_batch_end` is taken to read `trainer.outputs` there;
+    one that does not says `reads_outputs = False` (outputs kept for nobody cost a compiled
+    step its fusions).
 
     >>> class Every100(d2lai.Callback):
     ...     def on_train_batch_end(self, trainer, batch, loss):
