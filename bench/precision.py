@@ -396,17 +396,20 @@ def held(report: dict) -> dict:
         if fast:
             best = max(fast, key=lambda m: fast[m]["d2lai_speedup"])
             out["resnet18 speed-up"] = {"mode": best, "value": fast[best]["d2lai_speedup"],
-                                        "held": fast[best]["d2lai_speedup"] >= 2.0}
+                                        "held": fast[best]["d2lai_speedup"]
+                                        >= TARGETS["resnet18 speed-up"]}
         lost = accuracy_lost(res)
         if lost:
             mean = statistics.mean(lost)
             runs = f"bf16, mean of {len(lost)} run{'s' * (len(lost) > 1)}"
-            out["resnet18 val_acc lost"] = {"mode": runs, "value": mean, "held": abs(mean) <= 0.01}
+            out["resnet18 val_acc lost"] = {"mode": runs, "value": mean,
+                                            "held": abs(mean) <= TARGETS["resnet18 val_acc lost"]}
     rows = [(r["ratio_to_bare"], f"{n} {m}") for n, w in report["workloads"].items()
             for m, r in w["modes"].items()]
     if rows:  # none where the accuracy study ran alone
         worst = max(rows)
-        out["d2lai/bare"] = {"mode": worst[1], "value": worst[0], "held": worst[0] <= 1.05}
+        out["d2lai/bare"] = {"mode": worst[1], "value": worst[0],
+                             "held": worst[0] <= TARGETS["d2lai/bare"]}
     return out
 
 
