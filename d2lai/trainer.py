@@ -35,7 +35,6 @@ __all__ = ["Trainer", "Metrics", "fit"]
 logger = logging.getLogger("d2lai")
 
 
-
 def detached(outputs):
     """`outputs` (a tensor, or tuples, lists and dicts of them) with every tensor detached."""
     if isinstance(outputs, torch.Tensor):
@@ -45,6 +44,7 @@ def detached(outputs):
     if isinstance(outputs, dict):
         return {k: detached(v) for k, v in outputs.items()}
     return outputs
+
 
 class Trainer:
     """Holds what a run needs; `fit` trains `model` on `data` with the optimiser rule `opt`.
